@@ -1,0 +1,442 @@
+//! The daemon config, `storekeeper.toml`, in two stages: raw serde structs that reject unknown
+//! keys, then validated [`Settings`] with typed values. Every setting has a default, so an absent
+//! file (or an empty one) yields a daemon that runs `stores.d` against the current kube context.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::diagnostic::Diagnostic;
+
+/// Where store files come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSettings {
+    Directory { path: PathBuf },
+    Git(Box<GitSettings>),
+}
+
+/// What to follow in a Git repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitRef {
+    Branch(String),
+    Tag(String),
+    Commit(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitSettings {
+    pub url: String,
+    pub reference: GitRef,
+    /// Directory inside the repository that holds the store files.
+    pub subpath: PathBuf,
+    pub ssh_key_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    pub poll_interval: Duration,
+    /// Where the checkout lives (systemd `StateDirectory=`).
+    pub state_dir: PathBuf,
+    /// Shared secret for `POST /hooks/git`, read from this file.
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    /// `None`: the usual lookup (`$KUBECONFIG`, `~/.kube/config`, in-cluster).
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub namespace_prefix: String,
+    pub base_domain: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelmSettings {
+    pub binary: PathBuf,
+    pub charts_dir: PathBuf,
+    /// Operator values files applied before the generated ones, e.g. `values-prod.yaml`, relative
+    /// to each chart's directory when not absolute.
+    pub values_files: Vec<PathBuf>,
+    pub timeout: Duration,
+    pub max_concurrent: NonZeroUsize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconcileSettings {
+    /// How often the directory is re-read when nothing signals a change.
+    pub interval: Duration,
+    /// How often every store's annotations and release state are re-checked for drift.
+    pub resync_interval: Duration,
+    /// Whether stores whose file is gone are deleted at all.
+    pub prune: bool,
+    pub max_deletions_per_cycle: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+/// Validated daemon settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub source: SourceSettings,
+    pub cluster: ClusterSettings,
+    pub helm: HelmSettings,
+    pub reconcile: ReconcileSettings,
+    pub http: HttpSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        // An empty document always passes validation, so this cannot fail.
+        match Settings::from_raw(Raw::default()) {
+            Ok(s) => s,
+            Err(e) => unreachable!("defaults are valid: {e:?}"),
+        }
+    }
+}
+
+/// Why a config could not be loaded; carries compiler-style diagnostics.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid daemon config {}", .file.display())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Config files larger than this are rejected unread.
+const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+
+impl Settings {
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let err = |d: Diagnostic| ConfigError {
+            file: path.to_path_buf(),
+            diagnostics: vec![d],
+        };
+        let meta = std::fs::metadata(path).map_err(|e| {
+            err(Diagnostic::whole_file(path, format!("cannot read config: {e}"))
+                .with_hint("pass an existing file to --config"))
+        })?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(err(Diagnostic::whole_file(
+                path,
+                format!("config is larger than {MAX_CONFIG_BYTES} bytes"),
+            )));
+        }
+        let bytes = std::fs::read(path)
+            .map_err(|e| err(Diagnostic::whole_file(path, format!("cannot read config: {e}"))))?;
+        let src = String::from_utf8(bytes)
+            .map_err(|_| err(Diagnostic::whole_file(path, "config is not valid UTF-8".into())))?;
+        Settings::parse(path, &src)
+    }
+
+    /// Parses config text; `path` is only used in diagnostics.
+    pub fn parse(path: &Path, src: &str) -> Result<Settings, ConfigError> {
+        let raw: Raw = toml::from_str(src).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_string();
+            let field = field_of(&message);
+            let hint = hint_for(&message);
+            let mut d = Diagnostic::at(path, src, span, &field, message);
+            d.hint = hint;
+            ConfigError {
+                file: path.to_path_buf(),
+                diagnostics: vec![d],
+            }
+        })?;
+        Settings::from_raw(raw).map_err(|(field, message)| {
+            let mut d = Diagnostic::whole_file(path, message);
+            d.field = field.to_string();
+            ConfigError {
+                file: path.to_path_buf(),
+                diagnostics: vec![d],
+            }
+        })
+    }
+
+    fn from_raw(raw: Raw) -> Result<Settings, (&'static str, String)> {
+        let source = match (raw.source.directory, raw.source.git) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    "source",
+                    "set either `source.directory` or `[source.git]`, not both".into(),
+                ));
+            }
+            (_, Some(g)) => SourceSettings::Git(Box::new(git_settings(g)?)),
+            (dir, None) => SourceSettings::Directory {
+                path: dir.unwrap_or_else(|| PathBuf::from("stores.d")),
+            },
+        };
+        let prefix = raw.cluster.namespace_prefix.unwrap_or_else(|| "store-".into());
+        if prefix.len() > 20
+            || !prefix
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        {
+            return Err((
+                "cluster.namespace_prefix",
+                format!("namespace prefix `{prefix}` must be ≤ 20 characters of a-z, 0-9, '-'"),
+            ));
+        }
+        let max_concurrent = NonZeroUsize::new(raw.helm.max_concurrent.unwrap_or(3)).ok_or((
+            "helm.max_concurrent",
+            "helm.max_concurrent must be at least 1".to_string(),
+        ))?;
+        Ok(Settings {
+            source,
+            cluster: ClusterSettings {
+                kubeconfig: raw.cluster.kubeconfig,
+                context: raw.cluster.context,
+                namespace_prefix: prefix,
+                base_domain: raw.cluster.base_domain.unwrap_or_else(|| "localtest.me".into()),
+            },
+            helm: HelmSettings {
+                binary: raw.helm.binary.unwrap_or_else(|| PathBuf::from("helm")),
+                charts_dir: raw.helm.charts_dir.unwrap_or_else(|| PathBuf::from("charts")),
+                values_files: raw.helm.values_files.unwrap_or_default(),
+                timeout: raw.helm.timeout.map_or(Duration::from_secs(300), |d| d.0),
+                max_concurrent,
+            },
+            reconcile: ReconcileSettings {
+                interval: raw.reconcile.interval.map_or(Duration::from_secs(10), |d| d.0),
+                resync_interval: raw
+                    .reconcile
+                    .resync_interval
+                    .map_or(Duration::from_secs(600), |d| d.0),
+                prune: raw.reconcile.prune.unwrap_or(true),
+                max_deletions_per_cycle: raw.reconcile.max_deletions_per_cycle.unwrap_or(1),
+            },
+            http: HttpSettings {
+                listen: raw
+                    .http
+                    .listen
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+            },
+        })
+    }
+}
+
+fn git_settings(g: RawGit) -> Result<GitSettings, (&'static str, String)> {
+    let reference = match (g.branch, g.tag, g.commit) {
+        (Some(b), None, None) => GitRef::Branch(b),
+        (None, Some(t), None) => GitRef::Tag(t),
+        (None, None, Some(c)) => {
+            if c.len() < 7 || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err((
+                    "source.git.commit",
+                    format!("`{c}` is not a commit id (7–40 hex digits)"),
+                ));
+            }
+            GitRef::Commit(c)
+        }
+        (None, None, None) => GitRef::Branch("main".into()),
+        _ => return Err(("source.git", "set only one of `branch`, `tag` or `commit`".into())),
+    };
+    if g.url.trim().is_empty() {
+        return Err(("source.git.url", "source.git.url must not be empty".into()));
+    }
+    Ok(GitSettings {
+        url: g.url,
+        reference,
+        subpath: g.subpath.unwrap_or_else(|| PathBuf::from("stores.d")),
+        ssh_key_file: g.ssh_key_file,
+        known_hosts_file: g.known_hosts_file,
+        token_file: g.token_file,
+        token_env: g.token_env,
+        poll_interval: g.poll_interval.map_or(Duration::from_secs(30), |d| d.0),
+        state_dir: g
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from("/var/lib/storekeeper")),
+        webhook_secret_file: g.webhook_secret_file,
+    })
+}
+
+/// The field a serde error message is about, for the diagnostic's `field`.
+fn field_of(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn hint_for(message: &str) -> Option<String> {
+    let expected = message.split("expected one of ").nth(1)?;
+    let unknown = message.split('`').nth(1)?;
+    let options: Vec<&str> = expected.split(", ").map(|s| s.trim_matches('`')).collect();
+    Some(match crate::diagnostic::did_you_mean(unknown, &options) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("allowed here: {}", options.join(", ")),
+    })
+}
+
+/// A duration written as `"30s"`, `"5m"`, `"1h"` or `"250ms"`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"<number><unit>"` with unit ms, s, m or h; zero is refused (a zero interval spins).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad =
+        || format!("invalid duration \"{s}\": write a number and a unit, e.g. \"30s\", \"5m\", \"250ms\"");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err(format!("duration \"{s}\" must be greater than zero"));
+    }
+    Ok(d)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    source: RawSource,
+    #[serde(default)]
+    cluster: RawCluster,
+    #[serde(default)]
+    helm: RawHelm,
+    #[serde(default)]
+    reconcile: RawReconcile,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    directory: Option<PathBuf>,
+    git: Option<RawGit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGit {
+    url: String,
+    branch: Option<String>,
+    tag: Option<String>,
+    commit: Option<String>,
+    subpath: Option<PathBuf>,
+    ssh_key_file: Option<PathBuf>,
+    known_hosts_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    poll_interval: Option<HumanDuration>,
+    state_dir: Option<PathBuf>,
+    webhook_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    namespace_prefix: Option<String>,
+    base_domain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHelm {
+    binary: Option<PathBuf>,
+    charts_dir: Option<PathBuf>,
+    values_files: Option<Vec<PathBuf>>,
+    timeout: Option<HumanDuration>,
+    max_concurrent: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReconcile {
+    interval: Option<HumanDuration>,
+    resync_interval: Option<HumanDuration>,
+    prune: Option<bool>,
+    max_deletions_per_cycle: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<SocketAddr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gives_the_documented_defaults() {
+        let s = Settings::parse(Path::new("c.toml"), "").expect("empty config is valid");
+        assert_eq!(s, Settings::default());
+        assert_eq!(
+            s.source,
+            SourceSettings::Directory {
+                path: "stores.d".into()
+            }
+        );
+        assert_eq!(s.cluster.namespace_prefix, "store-");
+        assert_eq!(s.helm.timeout, Duration::from_secs(300));
+        assert_eq!(s.helm.max_concurrent.get(), 3);
+        assert_eq!(s.reconcile.resync_interval, Duration::from_secs(600));
+        assert_eq!(s.reconcile.max_deletions_per_cycle, 1);
+        assert_eq!(s.http.listen.to_string(), "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn git_source_with_tag_and_durations() {
+        let src = "[source.git]\nurl = \"https://example.com/r.git\"\ntag = \"v1\"\npoll_interval = \"2m\"\n";
+        let s = Settings::parse(Path::new("c.toml"), src).expect("valid");
+        let SourceSettings::Git(g) = s.source else {
+            panic!("expected git source")
+        };
+        assert_eq!(g.reference, GitRef::Tag("v1".into()));
+        assert_eq!(g.poll_interval, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_suggests() {
+        let src = "[helm]\ntimout = \"5m\"\n";
+        let e = Settings::parse(Path::new("c.toml"), src).expect_err("unknown key");
+        let d = &e.diagnostics[0];
+        assert_eq!((d.line, d.column), (2, 1));
+        assert!(d.message.contains("unknown field `timout`"), "{}", d.message);
+        assert_eq!(d.hint.as_deref(), Some("did you mean `timeout`?"));
+    }
+
+    #[test]
+    fn bad_duration_and_conflicting_refs_are_errors() {
+        assert!(Settings::parse(Path::new("c"), "[helm]\ntimeout = \"5 minutes\"\n").is_err());
+        assert!(Settings::parse(Path::new("c"), "[helm]\ntimeout = \"0s\"\n").is_err());
+        let src = "[source.git]\nurl = \"u\"\nbranch = \"a\"\ntag = \"b\"\n";
+        assert!(Settings::parse(Path::new("c"), src).is_err());
+        assert!(Settings::parse(Path::new("c"), "[helm]\nmax_concurrent = 0\n").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("").is_err() && parse_duration("5").is_err() && parse_duration("m").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! storekeeper: provisions isolated ecommerce stores on Kubernetes from files in Git.
+//!
+//! Data flows one way: [`source`] reads store files into a snapshot of [`spec::StoreSpec`]s;
+//! the cluster's observed state is read next; a pure plan decides one action per store; the
+//! reconciler carries it out through the real `helm` CLI. See the README's architecture section.
+
+pub mod config;
+pub mod diagnostic;
+pub mod iso;
+pub mod source;
+pub mod spec;
+pub mod validate;
+pub mod values;

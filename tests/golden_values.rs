@@ -1,0 +1,54 @@
+//! The engine mappings (store file → chart values) against golden files in `tests/golden/`.
+//! The chart checks (`scripts/check-charts`) render the charts with these same files, so the
+//! daemon's output and the charts' input cannot drift apart unnoticed.
+//! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo nextest run --test golden_values`.
+
+use std::path::PathBuf;
+
+use storekeeper::source::dir;
+use storekeeper::spec::SpecDefaults;
+use storekeeper::values::values_for;
+
+#[test]
+fn example_stores_map_to_the_golden_values() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let defaults = SpecDefaults {
+        base_domain: "localtest.me".into(),
+    };
+    let snap = match dir::read(&root.join("stores.d"), &defaults) {
+        Ok(s) => s,
+        Err(e) => panic!("stores.d: {e}"),
+    };
+    assert_eq!(snap.stores.len(), 3);
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for spec in snap.specs() {
+        let file = root.join(format!(
+            "tests/golden/{}--{}.values.json",
+            spec.engine.as_str(),
+            spec.name
+        ));
+        let rendered = match serde_json::to_string_pretty(&values_for(spec)) {
+            Ok(s) => s + "\n",
+            Err(e) => panic!("{e}"),
+        };
+        if update {
+            if let Err(e) = std::fs::write(&file, &rendered) {
+                panic!("{}: {e}", file.display());
+            }
+            continue;
+        }
+        let golden = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(
+            rendered,
+            golden,
+            "{} differs; UPDATE_GOLDEN=1 regenerates it",
+            file.display()
+        );
+        // Credentials are never values: only the Secret's name is.
+        assert!(
+            !rendered.to_lowercase().contains("password"),
+            "{}",
+            file.display()
+        );
+    }
+}
