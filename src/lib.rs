@@ -4,10 +4,16 @@
 //! the cluster's observed state is read next; a pure plan decides one action per store; the
 //! reconciler carries it out through the real `helm` CLI. See the README's architecture section.
 
+pub mod cluster;
 pub mod config;
+pub mod daemon;
 pub mod diagnostic;
+pub mod helm;
 pub mod iso;
+pub mod plan;
+pub mod reconcile;
 pub mod source;
 pub mod spec;
+pub mod status;
 pub mod validate;
 pub mod values;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod cmd;
+
 use storekeeper::config::{Settings, SourceSettings};
 use storekeeper::spec::SpecDefaults;
 
@@ -22,7 +24,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
     Json,
@@ -38,6 +40,89 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Print what would change, with a diff of the values of each upgrade (secrets redacted).
+    /// Exit 0: no changes; 2: changes pending; 1: error.
+    Plan {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Run one reconcile cycle and print a summary. Exit 1 when any store failed.
+    Apply {
+        #[command(flatten)]
+        common: Common,
+        /// Also read every store's release state to heal drift (otherwise only changed or
+        /// not-Ready stores are looked at, and an unchanged store costs no helm process).
+        #[arg(long)]
+        resync: bool,
+    },
+    /// Run the daemon: reconcile on every interval until SIGTERM/SIGINT (a second signal aborts).
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Flags that override the config file.
+#[derive(clap::Args)]
+struct Common {
+    /// Directory of store files (overrides source.directory).
+    #[arg(long)]
+    stores: Option<PathBuf>,
+    /// kubeconfig file (overrides cluster.kubeconfig).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// kube context (overrides cluster.context).
+    #[arg(long)]
+    context: Option<String>,
+    /// helm binary (overrides helm.binary).
+    #[arg(long)]
+    helm: Option<PathBuf>,
+    /// Charts directory (overrides helm.charts_dir).
+    #[arg(long)]
+    charts: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Common {
+    fn apply(&self, s: &mut Settings) {
+        if let Some(d) = &self.stores {
+            s.source = SourceSettings::Directory { path: d.clone() };
+        }
+        if let Some(k) = &self.kubeconfig {
+            s.cluster.kubeconfig = Some(k.clone());
+        }
+        if let Some(c) = &self.context {
+            s.cluster.context = Some(c.clone());
+        }
+        if let Some(h) = &self.helm {
+            s.helm.binary = h.clone();
+        }
+        if let Some(c) = &self.charts {
+            s.helm.charts_dir = c.clone();
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STOREKEEPER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -59,8 +144,42 @@ fn main() -> ExitCode {
         },
         None => Ok(Settings::default()),
     };
-    match cli.command {
-        Command::Validate { paths, output } => validate(settings, paths, output),
+    let (common, settings) = match (&cli.command, settings) {
+        (Command::Validate { paths, output }, settings) => return validate(settings, paths.clone(), *output),
+        (
+            Command::Plan { common, .. } | Command::Apply { common, .. } | Command::Run { common },
+            Ok(mut s),
+        ) => {
+            common.apply(&mut s);
+            (common, s)
+        }
+        (_, Err(e)) => {
+            for d in &e.diagnostics {
+                eprintln!("{d}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logs(common.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Plan { output, .. } => runtime.block_on(cmd::plan(settings, output == Output::Json)),
+        Command::Apply { resync, .. } => runtime.block_on(cmd::apply(settings, resync)),
+        Command::Run { .. } => runtime.block_on(cmd::run(settings)),
+        Command::Validate { .. } => Ok(ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

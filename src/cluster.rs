@@ -1,0 +1,350 @@
+//! Observed state and the few direct API writes storekeeper makes (everything else is helm's).
+//!
+//! A namespace is ours only when it carries both of our labels. Annotations on it record what was
+//! last applied successfully (spec hash, revision, chart version, time, protection) — they are
+//! written only after a successful apply, so "hash equal" means "this exact spec is deployed".
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use rand::Rng;
+use serde_json::json;
+
+use crate::config::ClusterSettings;
+use crate::spec::{Engine, StoreName};
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGER: &str = "storekeeper";
+pub const STORE_LABEL: &str = "storekeeper.dev/store";
+pub const ANN_HASH: &str = "storekeeper.dev/spec-hash";
+pub const ANN_REVISION: &str = "storekeeper.dev/revision";
+pub const ANN_CHART: &str = "storekeeper.dev/chart-version";
+pub const ANN_APPLIED_AT: &str = "storekeeper.dev/applied-at";
+pub const ANN_PROTECT: &str = "storekeeper.dev/protect";
+pub const ANN_READY_AT: &str = "storekeeper.dev/first-ready-at";
+pub const ANN_STATUS: &str = "storekeeper.dev/status";
+
+/// An API failure. Retryable unless it is a 4xx other than 409/429.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot load kubeconfig: {0}")]
+    Config(String),
+    #[error("kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("namespace {0} still exists after {1:?}")]
+    NotGone(String, Duration),
+}
+
+impl ClusterError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClusterError::Config(_) => "kubeconfig",
+            ClusterError::Api(_) => "kube_api",
+            ClusterError::NotGone(..) => "namespace_not_gone",
+        }
+    }
+}
+
+/// Builds a client the way kubectl would: explicit kubeconfig and context when configured, else
+/// `$KUBECONFIG`, `~/.kube/config` or the in-cluster service account.
+pub async fn client(settings: &ClusterSettings) -> Result<Client, ClusterError> {
+    let opts = KubeConfigOptions {
+        context: settings.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &settings.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| ClusterError::Config(e.to_string()))?;
+            Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| ClusterError::Config(e.to_string()))?
+        }
+        None if settings.context.is_some() => Config::from_kubeconfig(&opts)
+            .await
+            .map_err(|e| ClusterError::Config(e.to_string()))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| ClusterError::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(ClusterError::Api)
+}
+
+/// One of our namespaces, as last written.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedStore {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub applied_hash: Option<String>,
+    pub revision: Option<String>,
+    pub chart_version: Option<String>,
+    pub protected: bool,
+    /// The store was Ready at least once: never uninstall it as "recovery".
+    pub ever_ready: bool,
+    /// The status mirror annotation, as JSON text.
+    pub status: Option<String>,
+    pub terminating: bool,
+}
+
+impl ObservedStore {
+    pub fn from_namespace(ns: &Namespace) -> Option<(StoreName, ObservedStore)> {
+        let meta = &ns.metadata;
+        let labels = meta.labels.clone().unwrap_or_default();
+        if labels.get(MANAGED_BY).map(String::as_str) != Some(MANAGER) {
+            return None;
+        }
+        let name = StoreName::new(labels.get(STORE_LABEL)?).ok()?;
+        let ann = meta.annotations.clone().unwrap_or_default();
+        let get = |k: &str| ann.get(k).cloned();
+        Some((
+            name,
+            ObservedStore {
+                namespace: meta.name.clone().unwrap_or_default(),
+                labels: labels.into_iter().collect(),
+                applied_hash: get(ANN_HASH),
+                revision: get(ANN_REVISION),
+                chart_version: get(ANN_CHART),
+                protected: get(ANN_PROTECT).as_deref() == Some("true"),
+                ever_ready: ann.contains_key(ANN_READY_AT),
+                status: get(ANN_STATUS),
+                terminating: meta.deletion_timestamp.is_some()
+                    || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"),
+            },
+        ))
+    }
+}
+
+/// The cluster side of storekeeper: namespaces and credentials.
+#[derive(Clone)]
+pub struct Cluster {
+    namespaces: Api<Namespace>,
+    client: Client,
+    prefix: String,
+}
+
+impl Cluster {
+    pub fn new(client: Client, prefix: &str) -> Self {
+        Cluster {
+            namespaces: Api::all(client.clone()),
+            client,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn namespace_for(&self, store: &StoreName) -> String {
+        format!("{}{}", self.prefix, store)
+    }
+
+    /// Every namespace with our labels: one LIST call.
+    pub async fn observe(&self) -> Result<BTreeMap<StoreName, ObservedStore>, ClusterError> {
+        let lp = ListParams::default().labels(&format!("{MANAGED_BY}={MANAGER},{STORE_LABEL}"));
+        let list = self.namespaces.list(&lp).await?;
+        Ok(list
+            .items
+            .iter()
+            .filter_map(ObservedStore::from_namespace)
+            .collect())
+    }
+
+    /// Whether a namespace of this name exists at all (for conflict detection on new stores).
+    pub async fn namespace_exists(&self, name: &str) -> Result<bool, ClusterError> {
+        Ok(self.namespaces.get_opt(name).await?.is_some())
+    }
+
+    /// Creates the namespace with our labels, or adds them by merge patch (keeping others'
+    /// labels). Writes nothing when the labels are already there.
+    pub async fn ensure_namespace(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), ClusterError> {
+        match self.namespaces.get_opt(name).await? {
+            None => {
+                let ns = Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(name.to_string()),
+                        labels: Some(labels.clone().into_iter().collect()),
+                        ..ObjectMeta::default()
+                    },
+                    ..Namespace::default()
+                };
+                self.namespaces.create(&PostParams::default(), &ns).await?;
+            }
+            Some(ns) => {
+                let have = ns.metadata.labels.unwrap_or_default();
+                if labels.iter().any(|(k, v)| have.get(k) != Some(v)) {
+                    let patch = json!({ "metadata": { "labels": labels } });
+                    self.namespaces
+                        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Merge-patches annotations (a `None` value removes the key).
+    pub async fn annotate(
+        &self,
+        name: &str,
+        ann: &BTreeMap<&str, Option<String>>,
+    ) -> Result<(), ClusterError> {
+        let patch = json!({ "metadata": { "annotations": ann } });
+        self.namespaces
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    /// Creates the store's credentials Secret once. Existing keys are never regenerated (a new
+    /// database password would lock the store out of its own data); missing keys are added.
+    pub async fn ensure_credentials(&self, namespace: &str, engine: Engine) -> Result<(), ClusterError> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let keys = credential_keys(engine);
+        match secrets.get_opt(crate::values::CREDENTIALS_SECRET).await? {
+            None => {
+                let data = keys
+                    .iter()
+                    .map(|k| (k.to_string(), ByteString(generate_secret().into_bytes())))
+                    .collect();
+                let secret = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(crate::values::CREDENTIALS_SECRET.into()),
+                        namespace: Some(namespace.into()),
+                        labels: Some([(MANAGED_BY.to_string(), MANAGER.to_string())].into()),
+                        annotations: Some(
+                            [("helm.sh/resource-policy".to_string(), "keep".to_string())].into(),
+                        ),
+                        ..ObjectMeta::default()
+                    },
+                    data: Some(data),
+                    ..Secret::default()
+                };
+                secrets.create(&PostParams::default(), &secret).await?;
+            }
+            Some(existing) => {
+                let have = existing.data.unwrap_or_default();
+                let missing: BTreeMap<String, String> = keys
+                    .iter()
+                    .filter(|k| !have.contains_key(**k))
+                    .map(|k| (k.to_string(), generate_secret()))
+                    .collect();
+                if !missing.is_empty() {
+                    let patch = json!({ "stringData": missing });
+                    secrets
+                        .patch(
+                            crate::values::CREDENTIALS_SECRET,
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the namespace and waits until the API no longer has it.
+    pub async fn delete_namespace(&self, name: &str, timeout: Duration) -> Result<(), ClusterError> {
+        match self.namespaces.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.namespaces.get_opt(name).await?.is_none() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::NotGone(name.to_string(), timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// The Secret keys each chart expects (see charts/*/README.md).
+pub fn credential_keys(engine: Engine) -> &'static [&'static str] {
+    match engine {
+        Engine::Woocommerce => &[
+            "admin-password",
+            "db-password",
+            "db-root-password",
+            "auth-key",
+            "secure-auth-key",
+            "logged-in-key",
+            "nonce-key",
+            "auth-salt",
+            "secure-auth-salt",
+            "logged-in-salt",
+            "nonce-salt",
+        ],
+        Engine::Medusa => &[
+            "admin-password",
+            "postgres-password",
+            "jwt-secret",
+            "cookie-secret",
+        ],
+    }
+}
+
+/// 40 random alphanumerics (~238 bits) from the OS-seeded thread RNG.
+fn generate_secret() -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(labels: &[(&str, &str)], ann: &[(&str, &str)]) -> Namespace {
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some("store-a".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                annotations: Some(ann.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        }
+    }
+
+    #[test]
+    fn only_namespaces_with_both_labels_are_ours() {
+        assert!(ObservedStore::from_namespace(&ns(&[(STORE_LABEL, "a")], &[])).is_none());
+        assert!(
+            ObservedStore::from_namespace(&ns(&[(MANAGED_BY, "helm"), (STORE_LABEL, "a")], &[])).is_none()
+        );
+        let (name, o) = ObservedStore::from_namespace(&ns(
+            &[(MANAGED_BY, MANAGER), (STORE_LABEL, "a")],
+            &[(ANN_HASH, "h"), (ANN_PROTECT, "true"), (ANN_READY_AT, "t")],
+        ))
+        .expect("ours");
+        assert_eq!(name.as_str(), "a");
+        assert_eq!(o.applied_hash.as_deref(), Some("h"));
+        assert!(o.protected && o.ever_ready && !o.terminating);
+    }
+
+    #[test]
+    fn secrets_are_long_and_distinct() {
+        let (a, b) = (generate_secret(), generate_secret());
+        assert_eq!(a.len(), 40);
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}
