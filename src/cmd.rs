@@ -16,7 +16,7 @@ use storekeeper::values;
 /// `storekeeper plan`: exit 0 no changes, 2 changes pending, 1 error.
 pub async fn plan(settings: Settings, json_out: bool) -> anyhow::Result<ExitCode> {
     let snapshot = daemon::read_source(&settings)?;
-    let rec = Reconciler::connect(settings).await?;
+    let rec = Reconciler::connect(settings, Arc::default()).await?;
     let planned = rec.plan(&snapshot, false).await?;
     let mut rows = Vec::new();
     for step in &planned.steps {
@@ -99,7 +99,7 @@ pub async fn plan(settings: Settings, json_out: bool) -> anyhow::Result<ExitCode
 /// `storekeeper apply`: one cycle, a summary, exit 1 when any store failed.
 pub async fn apply(settings: Settings, resync: bool) -> anyhow::Result<ExitCode> {
     let snapshot = daemon::read_source(&settings)?;
-    let rec = Arc::new(Reconciler::connect(settings).await?);
+    let rec = Arc::new(Reconciler::connect(settings, Arc::default()).await?);
     let planned = rec.plan(&snapshot, resync).await?;
     let (_tx, rx) = watch::channel(false);
     let outcomes = rec.execute(planned, &rx).await;
@@ -151,6 +151,91 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         tracing::warn!("Second signal: aborting");
         std::process::exit(130);
     });
-    daemon::run(settings, rx).await?;
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Ok(addr) = bound_rx.await {
+            tracing::info!(%addr, "HTTP server listening");
+        }
+    });
+    daemon::run(settings, rx, bound_tx).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `storekeeper status`: a table (or JSON) of every store.
+pub async fn status(
+    settings: Settings,
+    url: Option<String>,
+    from_cluster: bool,
+    json_out: bool,
+) -> anyhow::Result<ExitCode> {
+    let doc = if from_cluster {
+        let client = storekeeper::cluster::client(&settings.cluster).await?;
+        let cluster = storekeeper::cluster::Cluster::new(client, &settings.cluster.namespace_prefix);
+        let observed = cluster.observe().await?;
+        let stores: Vec<_> = observed
+            .iter()
+            .map(|(name, o)| {
+                let st: serde_json::Value = o
+                    .status
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or_else(|| json!({}));
+                json!({
+                    "name": name,
+                    "phase": st["phase"],
+                    "reason": st["reason"],
+                    "last_transition": st["since"],
+                    "revision": o.revision,
+                    "protected": o.protected,
+                })
+            })
+            .collect();
+        json!({ "stores": stores })
+    } else {
+        let base = url.unwrap_or_else(|| format!("http://{}", settings.http.listen));
+        serde_json::from_str(&http_get(&base, "/stores")?)?
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<24} {:<13} {:<22} REASON", "STORE", "PHASE", "REVISION");
+    for s in doc["stores"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let text = |k: &str| s[k].as_str().unwrap_or("-").to_string();
+        println!(
+            "{:<24} {:<13} {:<22} {}",
+            text("name"),
+            text("phase"),
+            text("revision"),
+            text("reason")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A minimal HTTP/1.1 GET over a plain TCP connection to the daemon (loopback, no TLS).
+fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let authority = base
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("--url must start with http://"))?;
+    let authority = authority.trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(authority).map_err(|e| {
+        anyhow::anyhow!("cannot reach the daemon at {base}: {e} (is `storekeeper run` running?)")
+    })?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.take(16 * 1024 * 1024).read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("malformed HTTP response"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        anyhow::bail!("daemon answered: {}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.to_string())
 }

@@ -201,6 +201,7 @@ pub struct Helm {
     kube_args: Vec<OsString>,
     timeout: Duration,
     invocations: Arc<AtomicU64>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Extra time helm gets past its own `--timeout` before it is killed.
@@ -229,10 +230,17 @@ impl Helm {
             kube_args,
             timeout,
             invocations: Arc::new(AtomicU64::new(0)),
+            metrics: None,
         };
         let out = helm.run(&["version", "--short"], Duration::from_secs(30)).await?;
         helm.major = parse_major(&out).ok_or_else(|| HelmError::Output(format!("helm version: {out}")))?;
         Ok(helm)
+    }
+
+    /// Counts and times every helm child process in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Helm {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn major(&self) -> u8 {
@@ -347,15 +355,27 @@ impl Helm {
             .process_group(0)
             .kill_on_drop(true);
         self.invocations.fetch_add(1, Ordering::Relaxed);
-        let child = cmd.spawn().map_err(|source| HelmError::Spawn {
+        let started = std::time::Instant::now();
+        let result = self.wait(cmd, limit).await;
+        if let Some(m) = &self.metrics {
+            let op = operation(args.first().and_then(|a| a.to_str()).unwrap_or(""));
+            m.helm_operation(
+                op,
+                result.as_ref().map_or_else(HelmError::code, |_| "ok"),
+                started,
+            );
+        }
+        result
+    }
+
+    async fn wait(&self, mut cmd: Command, limit: Duration) -> Result<String, HelmError> {
+        let spawn_err = |source| HelmError::Spawn {
             binary: self.binary.clone(),
             source,
-        })?;
+        };
+        let child = cmd.spawn().map_err(spawn_err)?;
         let out = match tokio::time::timeout(limit, child.wait_with_output()).await {
-            Ok(r) => r.map_err(|source| HelmError::Spawn {
-                binary: self.binary.clone(),
-                source,
-            })?,
+            Ok(r) => r.map_err(spawn_err)?,
             Err(_) => return Err(HelmError::Killed(limit)),
         };
         if out.status.success() {
@@ -363,6 +383,19 @@ impl Helm {
         } else {
             Err(HelmError::classify(&String::from_utf8_lossy(&out.stderr)))
         }
+    }
+}
+
+/// A bounded metric label for a helm subcommand.
+fn operation(subcommand: &str) -> &'static str {
+    match subcommand {
+        "upgrade" => "upgrade",
+        "uninstall" => "uninstall",
+        "rollback" => "rollback",
+        "status" => "status",
+        "get" => "get_values",
+        "version" => "version",
+        _ => "other",
     }
 }
 

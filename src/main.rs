@@ -61,6 +61,23 @@ enum Command {
     Run {
         #[command(flatten)]
         common: Common,
+        /// HTTP listen address (overrides http.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Show every store's status: from a running daemon's /stores, or with --from-cluster from
+    /// the namespace annotations.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// The daemon's address (default: http.listen from the config).
+        #[arg(long)]
+        url: Option<String>,
+        /// Read the namespace annotations instead of asking the daemon.
+        #[arg(long)]
+        from_cluster: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
     },
 }
 
@@ -116,9 +133,12 @@ impl Common {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STOREKEEPER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: journald and log shippers want plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -147,10 +167,16 @@ fn main() -> ExitCode {
     let (common, settings) = match (&cli.command, settings) {
         (Command::Validate { paths, output }, settings) => return validate(settings, paths.clone(), *output),
         (
-            Command::Plan { common, .. } | Command::Apply { common, .. } | Command::Run { common },
+            Command::Plan { common, .. }
+            | Command::Apply { common, .. }
+            | Command::Run { common, .. }
+            | Command::Status { common, .. },
             Ok(mut s),
         ) => {
             common.apply(&mut s);
+            if let Command::Run { listen: Some(l), .. } = &cli.command {
+                s.http.listen = *l;
+            }
             (common, s)
         }
         (_, Err(e)) => {
@@ -172,6 +198,12 @@ fn main() -> ExitCode {
         Command::Plan { output, .. } => runtime.block_on(cmd::plan(settings, output == Output::Json)),
         Command::Apply { resync, .. } => runtime.block_on(cmd::apply(settings, resync)),
         Command::Run { .. } => runtime.block_on(cmd::run(settings)),
+        Command::Status {
+            url,
+            from_cluster,
+            output,
+            ..
+        } => runtime.block_on(cmd::status(settings, url, from_cluster, output == Output::Json)),
         Command::Validate { .. } => Ok(ExitCode::SUCCESS),
     };
     match result {

@@ -17,6 +17,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::cluster::{self, Cluster, ClusterError, ObservedStore};
 use crate::config::Settings;
 use crate::helm::{Helm, HelmError, InstallRequest, ReleaseInfo};
+use crate::metrics::Metrics;
 use crate::plan::{self, Action, Desired, Limits, Recovery, Skip, Step};
 use crate::source::Snapshot;
 use crate::spec::{Engine, SpecError, StoreName};
@@ -96,12 +97,14 @@ pub struct Reconciler {
     pub settings: Settings,
     pub cluster: Cluster,
     pub helm: Helm,
-    status: Arc<Mutex<BTreeMap<StoreName, StoreStatus>>>,
+    pub metrics: Arc<Metrics>,
+    /// Every store's status; shared with the HTTP server.
+    pub status: Arc<Mutex<BTreeMap<StoreName, StoreStatus>>>,
     backoff: Mutex<BTreeMap<StoreName, Backoff>>,
 }
 
 impl Reconciler {
-    pub async fn connect(settings: Settings) -> anyhow::Result<Reconciler> {
+    pub async fn connect(settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<Reconciler> {
         let client = cluster::client(&settings.cluster).await?;
         let cluster = Cluster::new(client, &settings.cluster.namespace_prefix);
         let helm = Helm::detect(
@@ -110,11 +113,13 @@ impl Reconciler {
             settings.cluster.context.as_deref(),
             settings.helm.timeout,
         )
-        .await?;
+        .await?
+        .with_metrics(Arc::clone(&metrics));
         Ok(Reconciler {
             settings,
             cluster,
             helm,
+            metrics,
             status: Arc::default(),
             backoff: Mutex::default(),
         })
@@ -242,6 +247,11 @@ impl Reconciler {
         planned: Planned,
         shutdown: &watch::Receiver<bool>,
     ) -> Vec<Outcome> {
+        // Stores that are neither desired nor observed any more have no status.
+        if let Ok(mut map) = self.status.lock() {
+            let names: BTreeSet<&StoreName> = planned.steps.iter().map(|s| &s.store).collect();
+            map.retain(|n, _| names.contains(n));
+        }
         let planned = Arc::new(planned);
         let sem = Arc::new(Semaphore::new(self.settings.helm.max_concurrent.get()));
         let mut tasks = tokio::task::JoinSet::new();
@@ -346,6 +356,27 @@ impl Reconciler {
     }
 
     fn record_skip_or_noop(&self, step: &Step, planned: &Planned) {
+        if let Some(Ok((d, _))) = planned.desired.get(&step.store)
+            && let Ok(mut map) = self.status.lock()
+        {
+            let e = map
+                .entry(step.store.clone())
+                .or_insert_with(|| StoreStatus::new(Phase::Pending, &step.reason, None));
+            e.engine = Some(d.spec.engine.as_str());
+        }
+        match step.action {
+            Action::Skip(Skip::Guarded(g)) => self
+                .metrics
+                .deletions_blocked
+                .with_label_values(&[g.code()])
+                .inc(),
+            Action::Skip(Skip::Protected) => self
+                .metrics
+                .deletions_blocked
+                .with_label_values(&["protected"])
+                .inc(),
+            _ => {}
+        }
         let revision = planned.observed.get(&step.store).and_then(|o| o.revision.clone());
         let phase = match step.action {
             Action::Noop => Phase::Ready,
@@ -466,10 +497,15 @@ impl Reconciler {
             if observed.is_none() && first_install {
                 // Nothing of this store ever ran: remove the namespace made for it a moment ago, so
                 // a failed first install leaves nothing half-made. The next try starts clean.
-                let _ = self
+                let result = match self
                     .cluster
                     .delete_namespace(&namespace, self.settings.helm.timeout)
-                    .await;
+                    .await
+                {
+                    Ok(()) => "first_install_cleanup",
+                    Err(_) => "error",
+                };
+                self.metrics.deletions.with_label_values(&[result]).inc();
             }
             return Err(e.into());
         }
@@ -513,10 +549,17 @@ impl Reconciler {
                 &[(cluster::ANN_STATUS, Some(deleting.annotation()))].into(),
             )
             .await?;
-        self.helm.uninstall(step.store.as_str(), &o.namespace).await?;
-        self.cluster
-            .delete_namespace(&o.namespace, self.settings.helm.timeout)
-            .await?;
+        let deleted = async {
+            self.helm.uninstall(step.store.as_str(), &o.namespace).await?;
+            self.cluster
+                .delete_namespace(&o.namespace, self.settings.helm.timeout)
+                .await?;
+            Ok::<(), ApplyError>(())
+        }
+        .await;
+        let label = if deleted.is_ok() { "ok" } else { "error" };
+        self.metrics.deletions.with_label_values(&[label]).inc();
+        deleted?;
         if let Ok(mut map) = self.status.lock() {
             map.remove(&step.store);
         }

@@ -45,6 +45,8 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoreStatus {
     pub phase: Phase,
+    /// `woocommerce` or `medusa`, when the store file could be read.
+    pub engine: Option<&'static str>,
     /// A human message: the plan's reason or the error.
     pub reason: String,
     pub last_transition: jiff::Timestamp,
@@ -56,6 +58,7 @@ impl StoreStatus {
     pub fn new(phase: Phase, reason: impl Into<String>, revision: Option<String>) -> Self {
         StoreStatus {
             phase,
+            engine: None,
             reason: reason.into(),
             last_transition: jiff::Timestamp::now(),
             last_error: None,

@@ -256,3 +256,19 @@ fn daemon_config_is_validated_with_config() -> std::io::Result<()> {
     assert!(all.contains("did you mean `max_deletions_per_cycle`?"), "{all}");
     Ok(())
 }
+
+#[test]
+fn shipped_daemon_configs_are_valid() {
+    for cfg in [
+        "systemd/storekeeper.toml",
+        "examples/vps-k3s/storekeeper.toml",
+        "examples/local-k3d/storekeeper.toml",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_storekeeper"))
+            .current_dir(root())
+            .args(["validate", "--config", cfg, "stores.d"])
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(0), "{cfg}: {}", text(&out));
+    }
+}

@@ -6,6 +6,9 @@
 //! `Err`, so the reconciler leaves that store exactly as it is.
 
 pub mod dir;
+pub mod git;
+pub mod watch;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -48,6 +51,42 @@ pub enum SourceError {
     },
     #[error("store directory {0} is not a directory")]
     NotADirectory(PathBuf),
+    /// The filesystem watcher could not be created (e.g. the inotify instance limit). Retryable;
+    /// the periodic full re-read still runs.
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+    /// The remote could not be fetched (unreachable, refused, protocol error). Retryable.
+    #[error("cannot fetch {url}: {source}")]
+    GitFetch {
+        /// The remote URL with any user-info removed.
+        url: String,
+        #[source]
+        source: git2::Error,
+    },
+    /// The fetch ran past its deadline and was aborted. Retryable.
+    #[error("fetching {url} timed out after {}s", .after.as_secs())]
+    GitTimeout { url: String, after: std::time::Duration },
+    /// Credentials were missing, unreadable or refused. Retryable once the operator fixes them.
+    #[error("authentication to {url} failed: {message}")]
+    GitAuth { url: String, message: String },
+    /// The SSH host key is not in known_hosts or does not match it. Retryable once fixed; never
+    /// bypassed, since a wrong host could serve any store files it likes.
+    #[error("host key of {host} rejected: {message}")]
+    GitHostKey { host: String, message: String },
+    /// The followed branch, tag or commit does not exist on the remote (any more). Retryable.
+    #[error("{reference} not found in {url}")]
+    GitRefMissing { url: String, reference: String },
+    /// The local repository is unusable even after deleting it and cloning again. Retryable.
+    #[error("local repository {path} is unusable: {message}")]
+    GitCheckout { path: PathBuf, message: String },
+    /// The commit does not contain the configured store directory. Not "no stores": a typo in
+    /// `subpath` or a moved directory must not delete every store. Retryable.
+    #[error("{subpath} is not a directory in commit {revision}")]
+    GitSubpathMissing { subpath: PathBuf, revision: String },
 }
 
 impl SourceError {
@@ -55,6 +94,14 @@ impl SourceError {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceError::Directory { .. } | SourceError::NotADirectory(_) => "directory_unreadable",
+            SourceError::Watch { .. } => "watch",
+            SourceError::GitFetch { .. } => "git_fetch",
+            SourceError::GitTimeout { .. } => "git_timeout",
+            SourceError::GitAuth { .. } => "git_auth",
+            SourceError::GitHostKey { .. } => "git_host_key",
+            SourceError::GitRefMissing { .. } => "git_ref_missing",
+            SourceError::GitCheckout { .. } => "git_checkout",
+            SourceError::GitSubpathMissing { .. } => "git_subpath_missing",
         }
     }
 }

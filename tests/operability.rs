@@ -1,0 +1,376 @@
+//! Operating the daemon: real HTTP scraping of /metrics around reconciles, readiness across
+//! start, first sync and shutdown, the /stores API, the systemd notify protocol over a real
+//! NOTIFY_SOCKET, and credentials never leaking into logs, metrics, plans or the status API.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{Env, Opts, signal, wait_for};
+
+const SHOP: &str = "engine = \"woocommerce\"\n";
+
+/// A running daemon whose stderr is collected and whose HTTP address is known.
+struct Daemon {
+    child: Child,
+    addr: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(env: &Env, extra_env: &[(&str, String)]) -> Daemon {
+        let mut cmd = env.storekeeper(&["run", "--listen", "127.0.0.1:0"]);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("daemon did not report its HTTP address");
+        Daemon { child, addr, logs }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        request(&self.addr, "GET", path)
+    }
+
+    fn metrics(&self) -> String {
+        let (code, body) = self.get("/metrics");
+        assert_eq!(code, 200);
+        body
+    }
+
+    fn stop(mut self) -> String {
+        signal(&self.child, "TERM");
+        let status = self.child.wait().expect("wait");
+        assert_eq!(status.code(), Some(0));
+        std::thread::sleep(Duration::from_millis(200));
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+fn request(addr: &str, method: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of one series in Prometheus text, or None when absent.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+}
+
+#[test]
+fn metrics_move_with_reconciles_and_store_series_die_with_the_store() {
+    let env = Env::new(4);
+    env.write_store("alpha", SHOP);
+    let d = Daemon::start(&env, &[]);
+    let ready = r#"storekeeper_stores{phase="Ready"}"#;
+    assert!(
+        wait_for(Duration::from_secs(30), || sample(&d.metrics(), ready)
+            == Some(1.0)),
+        "{}",
+        d.metrics()
+    );
+    let m = d.metrics();
+    assert_eq!(
+        sample(
+            &m,
+            r#"storekeeper_helm_operations_total{operation="upgrade",result="ok"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"storekeeper_store_info{engine="woocommerce",phase="Ready",revision="dir:"#),
+        "{m}"
+    );
+    assert!(
+        sample(&m, r#"storekeeper_reconcile_cycles_total{result="ok"}"#).is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    assert!(
+        sample(&m, "storekeeper_source_last_success_timestamp_seconds").is_some_and(|t| t > 1.7e9),
+        "{m}"
+    );
+    assert!(m.contains(&format!(
+        "storekeeper_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(m.contains("process_resident_memory_bytes"));
+
+    env.write_store("beta", "engine = \"woocommerce\"\nplan = \n");
+    env.write_store("gamma", SHOP);
+    assert!(wait_for(Duration::from_secs(30), || sample(&d.metrics(), ready)
+        == Some(2.0)));
+    let m = d.metrics();
+    assert_eq!(
+        sample(
+            &m,
+            r#"storekeeper_helm_operations_total{operation="upgrade",result="ok"}"#
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    assert!(
+        sample(&m, r#"storekeeper_spec_errors{store="beta"}"#).is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"storekeeper_stores{phase="Invalid"}"#),
+        Some(1.0),
+        "{m}"
+    );
+
+    env.remove_store("gamma");
+    env.remove_store("beta");
+    assert!(
+        wait_for(Duration::from_secs(30), || !d
+            .metrics()
+            .contains(r#"store="gamma""#)),
+        "{}",
+        d.metrics()
+    );
+    let m = d.metrics();
+    assert_eq!(
+        sample(&m, r#"storekeeper_deletions_total{result="ok"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(!m.contains("storekeeper_spec_errors{"), "{m}");
+    assert_eq!(sample(&m, ready), Some(1.0), "{m}");
+    d.stop();
+}
+
+#[test]
+fn readiness_goes_false_true_false_across_start_sync_and_shutdown() {
+    let env = Env::new(4);
+    env.write_store("alpha", SHOP);
+    // A slow API keeps the first cycle long enough to observe "not ready".
+    env.api.set_delay(Duration::from_millis(700));
+    let d = Daemon::start(&env, &[]);
+    let (code, body) = d.get("/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(d.get("/healthz").0, 200);
+    env.api.set_delay(Duration::ZERO);
+    assert!(wait_for(Duration::from_secs(30), || d.get("/readyz").0 == 200));
+
+    // Shutdown during an upgrade: not ready while the helm operation drains.
+    assert!(wait_for(Duration::from_secs(30), || d
+        .get("/stores/alpha")
+        .1
+        .contains("\"Ready\"")));
+    env.clear_helm_log();
+    env.api.set_delay(Duration::from_millis(300));
+    env.write_store("alpha", "engine = \"woocommerce\"\n[shop]\ntitle = \"Changed\"\n");
+    assert!(wait_for(Duration::from_secs(30), || env
+        .helm_calls()
+        .iter()
+        .any(|c| c.starts_with("upgrade"))));
+    signal(&d.child, "TERM");
+    let (code, body) = d.get("/readyz");
+    assert_eq!((code, body.trim()), (503, "not ready: shutting down"));
+    env.api.set_delay(Duration::ZERO);
+    let mut d = d;
+    assert_eq!(d.child.wait().expect("wait").code(), Some(0));
+    assert_eq!(env.release_status("alpha").as_deref(), Some("deployed"));
+}
+
+#[test]
+fn status_api_and_http_rules() {
+    let env = Env::new(4);
+    env.write_store("alpha", SHOP);
+    let d = Daemon::start(&env, &[]);
+    assert!(wait_for(Duration::from_secs(30), || d
+        .get("/stores/alpha")
+        .1
+        .contains("\"Ready\"")));
+    let (code, body) = d.get("/stores");
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(doc["stores"][0]["name"], "alpha");
+    assert_eq!(doc["stores"][0]["phase"], "Ready");
+    assert_eq!(doc["stores"][0]["engine"], "woocommerce");
+    assert!(
+        doc["source"]["revision"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("dir:"))
+    );
+    assert_eq!(doc["source"]["stale"], false);
+    let (code, body) = d.get("/stores/alpha");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(d.get("/stores/nope").0, 404);
+    assert_eq!(d.get("/stores/..%2Fetc").0, 404);
+    assert_eq!(d.get("/nothing").0, 404);
+    assert_eq!(request(&d.addr, "POST", "/metrics").0, 405);
+    assert_eq!(request(&d.addr, "DELETE", "/stores/alpha").0, 405);
+    assert_eq!(request(&d.addr, "HEAD", "/metrics").0, 200);
+
+    // `storekeeper status` against the running daemon, and from the cluster.
+    let out = env.run(&["status", "--url", &format!("http://{}", d.addr)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("alpha") && text.contains("Ready"),
+        "{text}"
+    );
+    let out = env.run(&["status", "--from-cluster", "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["stores"][0]["phase"], "Ready");
+
+    // A client that never finishes its headers is cut off.
+    let mut slow = TcpStream::connect(&d.addr).expect("connect");
+    let _ = slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    let _ = slow.set_read_timeout(Some(Duration::from_secs(15)));
+    let mut buf = Vec::new();
+    let started = std::time::Instant::now();
+    let _ = slow.read_to_end(&mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(14),
+        "slow headers must be timed out"
+    );
+    d.stop();
+}
+
+#[test]
+fn systemd_notify_protocol_over_a_real_socket() {
+    let env = Env::with(4, Opts::default());
+    env.write_store("alpha", SHOP);
+    let sock_path = env.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let d = Daemon::start(
+        &env,
+        &[
+            ("NOTIFY_SOCKET", sock_path.display().to_string()),
+            ("WATCHDOG_USEC", "400000".to_string()),
+        ],
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.iter().any(|m: &String| m.starts_with("READY=1")) {
+        let n = sock.recv(&mut buf).expect("READY=1 within 30 s");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let ready = seen
+        .iter()
+        .find(|m| m.starts_with("READY=1"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(ready.contains("STATUS=1 stores: 1 ready"), "{ready}");
+    // The watchdog pings every WATCHDOG_USEC/2 while the loop ticks.
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let n = sock.recv(&mut buf).expect("a watchdog ping");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1"));
+    d.stop();
+    let mut stopping = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).starts_with("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "STOPPING=1 on shutdown");
+}
+
+#[test]
+fn generated_credentials_never_leak() {
+    let env = Env::new(4);
+    env.write_store("alpha", SHOP);
+    let d = Daemon::start(&env, &[("STOREKEEPER_LOG", "debug".to_string())]);
+    assert!(wait_for(Duration::from_secs(30), || d.get("/readyz").0 == 200));
+    env.write_store("alpha", "engine = \"woocommerce\"\n[shop]\ntitle = \"Two\"\n");
+    assert!(wait_for(Duration::from_secs(30), || env
+        .helm_calls()
+        .iter()
+        .filter(|c| c.starts_with("upgrade"))
+        .count()
+        >= 2));
+    let secret = env
+        .api
+        .get("/api/v1/namespaces/store-alpha/secrets/storekeeper-credentials")
+        .expect("secret");
+    let values: Vec<String> = secret["data"]
+        .as_object()
+        .expect("data")
+        .values()
+        .filter_map(|v| v.as_str())
+        .map(|b64| {
+            let out = std::process::Command::new("base64")
+                .arg("-d")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    c.stdin.take().map(|mut i| i.write_all(b64.as_bytes()));
+                    c.wait_with_output()
+                });
+            out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(values.len(), 11, "every woocommerce credential key");
+    assert!(values.iter().all(|v| v.len() == 40));
+    let metrics = d.metrics();
+    let stores = d.get("/stores").1;
+    let plan = env.run(&["plan", "--output", "json"]);
+    let plan_text =
+        String::from_utf8_lossy(&plan.stdout).into_owned() + &String::from_utf8_lossy(&plan.stderr);
+    let logs = d.stop();
+    for v in &values {
+        for (what, text) in [
+            ("metrics", &metrics),
+            ("/stores", &stores),
+            ("plan", &plan_text),
+            ("logs", &logs),
+        ] {
+            assert!(
+                !text.contains(v.as_str()),
+                "a generated credential appears in {what}"
+            );
+        }
+    }
+    assert!(
+        logs.contains("Running helm upgrade --install"),
+        "debug logs were captured"
+    );
+}
