@@ -135,7 +135,20 @@ pub async fn apply(settings: Settings, resync: bool) -> anyhow::Result<ExitCode>
 }
 
 /// `storekeeper run`: the daemon, with graceful shutdown on the first SIGTERM/SIGINT.
-pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    settings: Settings,
+    load: Box<dyn Fn() -> anyhow::Result<Settings> + Send>,
+) -> anyhow::Result<ExitCode> {
+    let (hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: re-reading the config");
+            let _ = hup_tx.try_send(());
+        }
+    });
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
@@ -157,7 +170,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             tracing::info!(%addr, "HTTP server listening");
         }
     });
-    daemon::run(settings, rx, bound_tx).await?;
+    daemon::run(
+        settings,
+        rx,
+        bound_tx,
+        Some(daemon::Reload {
+            signals: hup_rx,
+            load,
+        }),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

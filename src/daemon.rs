@@ -16,20 +16,22 @@ use crate::config::{Settings, SourceSettings};
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
 use crate::sdnotify::{self, Notifier};
-use crate::server::{self, AppState, Health};
+use crate::server::{self, AppState, Health, WebhookHandler, WebhookReject};
+use crate::source::live::Source;
+use crate::source::webhook::{RateLimiter, ReplayGuard, WebhookError};
 use crate::source::{self, Snapshot};
 use crate::spec::{SpecDefaults, StoreName};
 use crate::status::Phase;
 
-/// Reads the configured directory source.
+/// Reads the configured source once (for `plan` and `apply`).
 pub fn read_source(settings: &Settings) -> anyhow::Result<Snapshot> {
-    let defaults = SpecDefaults {
-        base_domain: settings.cluster.base_domain.clone(),
-    };
-    match &settings.source {
-        SourceSettings::Directory { path } => Ok(source::dir::read(path, &defaults)?),
-        SourceSettings::Git(_) => anyhow::bail!("Git sources are not implemented yet; use source.directory"),
-    }
+    Ok(source::live::read_once(settings)?)
+}
+
+/// Re-reads the daemon config on SIGHUP: the signals, and how to load (file + flag overrides).
+pub struct Reload {
+    pub signals: mpsc::Receiver<()>,
+    pub load: Box<dyn Fn() -> anyhow::Result<Settings> + Send>,
 }
 
 /// Handles the daemon's pieces share.
@@ -41,13 +43,13 @@ pub struct Daemon {
     pub trigger: (mpsc::Sender<()>, mpsc::Receiver<()>),
 }
 
-/// How long a source may go unread before readiness says stale.
+/// How long a source may go unread before readiness says stale: three missed reads.
 fn stale_after(settings: &Settings) -> Duration {
     let interval = match &settings.source {
         SourceSettings::Directory { .. } => settings.reconcile.interval,
-        SourceSettings::Git(g) => g.poll_interval,
+        SourceSettings::Git(g) => g.poll_interval.max(settings.reconcile.interval),
     };
-    (interval * 3).max(Duration::from_secs(60))
+    interval * 3
 }
 
 /// Runs until `shutdown` turns true; in-flight operations finish before it returns.
@@ -56,6 +58,7 @@ pub async fn run(
     settings: Settings,
     shutdown: watch::Receiver<bool>,
     bound: oneshot::Sender<SocketAddr>,
+    reload: Option<Reload>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     // The loop must tick at least once per cycle; a cycle may run helm operations back to back.
@@ -68,7 +71,7 @@ pub async fn run(
         health,
         trigger: (tx, rx),
     };
-    daemon.run(shutdown, bound).await
+    daemon.run(shutdown, bound, reload).await
 }
 
 impl Daemon {
@@ -76,13 +79,20 @@ impl Daemon {
         self,
         mut shutdown: watch::Receiver<bool>,
         bound: oneshot::Sender<SocketAddr>,
+        mut reload: Option<Reload>,
     ) -> anyhow::Result<()> {
         let Daemon {
             settings,
             metrics,
             health,
-            trigger: (_trigger_tx, mut trigger_rx),
+            trigger: (trigger_tx, mut trigger_rx),
         } = self;
+        let (mut source, watch_error) = Source::open(&settings, trigger_tx.clone());
+        if let Some(e) = watch_error {
+            metrics.source_errors.with_label_values(&[e.kind()]).inc();
+            warn!(error = %e, "cannot watch the store directory; re-reading it every interval instead");
+        }
+        let webhook = webhook_handler(&settings, &source, trigger_tx.clone())?;
         let notifier = Notifier::from_env();
         let statuses = Arc::new(Mutex::new(BTreeMap::new()));
         let source_revision = Arc::new(Mutex::new(None));
@@ -91,7 +101,7 @@ impl Daemon {
             health: Arc::clone(&health),
             statuses: Arc::clone(&statuses),
             source_revision: Arc::clone(&source_revision),
-            webhook: None,
+            webhook,
         };
         // The server outlives the loop's drain (so /readyz can say "shutting down"); it stops
         // when the loop has finished.
@@ -111,11 +121,9 @@ impl Daemon {
         };
         let watchdog = spawn_watchdog(notifier.clone(), Arc::clone(&health), shutdown.clone());
 
-        let interval = settings.reconcile.interval;
-        let resync_interval = settings.reconcile.resync_interval;
         let mut rec = Reconciler::connect(settings, Arc::clone(&metrics)).await?;
-        rec.status = statuses;
-        let rec = Arc::new(rec);
+        rec.status = Arc::clone(&statuses);
+        let mut rec = Arc::new(rec);
         info!(helm_major = rec.helm.major(), "storekeeper started");
         metrics.up.set(1);
         let mut last_good: Option<Snapshot> = None;
@@ -123,10 +131,18 @@ impl Daemon {
         let mut announced_ready = false;
         let mut last_summary = String::new();
         while !*shutdown.borrow() {
+            let (interval, resync_interval) = (
+                rec.settings.reconcile.interval,
+                rec.settings.reconcile.resync_interval,
+            );
             health.heartbeat();
             let started = Instant::now();
-            match read_source(&rec.settings) {
-                Ok(s) => {
+            let defaults = SpecDefaults {
+                base_domain: rec.settings.cluster.base_domain.clone(),
+            };
+            match source.read(&defaults).await {
+                None => {}
+                Some(Ok(s)) => {
                     health.source_succeeded();
                     metrics.source_last_success.set(unix_now());
                     if let Ok(mut r) = source_revision.lock() {
@@ -134,11 +150,8 @@ impl Daemon {
                     }
                     last_good = Some(s);
                 }
-                Err(e) => {
-                    let kind = e
-                        .downcast_ref::<source::SourceError>()
-                        .map_or("other", source::SourceError::kind);
-                    metrics.source_errors.with_label_values(&[kind]).inc();
+                Some(Err(e)) => {
+                    metrics.source_errors.with_label_values(&[e.kind()]).inc();
                     warn!(error = %e, "cannot read the source; keeping the last good snapshot");
                 }
             }
@@ -195,10 +208,39 @@ impl Daemon {
                 }
                 last_summary = summary;
             }
+            let reload_signal = async {
+                match reload.as_mut() {
+                    Some(r) => r.signals.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = trigger_rx.recv() => {}
                 _ = shutdown.changed() => {}
+                Some(()) = reload_signal => {
+                    if let Some(r) = &reload {
+                        match reconfigure(&r.load, &rec, &metrics).await {
+                            Ok((new_rec, reopen)) => {
+                                if reopen {
+                                    let (s, e) = Source::open(&new_rec.settings, trigger_tx.clone());
+                                    if let Some(e) = e {
+                                        warn!(error = %e, "cannot watch the new store directory");
+                                    }
+                                    source = s;
+                                    last_good = None;
+                                }
+                                rec = new_rec;
+                                last_resync = None;
+                                info!("config reloaded");
+                            }
+                            Err(e) => {
+                                metrics.source_errors.with_label_values(&["config"]).inc();
+                                warn!(error = %format!("{e:#}"), "invalid new config; keeping the running one");
+                            }
+                        }
+                    }
+                }
             }
         }
         health.shutting_down();
@@ -276,4 +318,78 @@ fn spawn_watchdog(
             }
         }
     })
+}
+
+/// Loads the new config and connects with it. Returns the new reconciler and whether the source
+/// changed (so it must be reopened). The HTTP listen address needs a restart to change.
+async fn reconfigure(
+    load: &(dyn Fn() -> anyhow::Result<Settings> + Send),
+    rec: &Arc<Reconciler>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<Reconciler>, bool)> {
+    let settings = load()?;
+    if settings.http.listen != rec.settings.http.listen {
+        warn!("http.listen changes take effect after a restart");
+    }
+    let reopen = settings.source != rec.settings.source;
+    let mut next = Reconciler::connect(settings, Arc::clone(metrics)).await?;
+    next.status = Arc::clone(&rec.status);
+    Ok((Arc::new(next), reopen))
+}
+
+/// The `POST /hooks/git` handler: only for a Git source with a webhook secret. Verifies the
+/// signature, limits the rate, refuses replays, then asks for a fetch and wakes the loop.
+fn webhook_handler(
+    settings: &Settings,
+    source: &Source,
+    trigger: mpsc::Sender<()>,
+) -> anyhow::Result<Option<WebhookHandler>> {
+    let (SourceSettings::Git(git), Some(flag)) = (&settings.source, source.fetch_flag()) else {
+        return Ok(None);
+    };
+    let Some(secret_file) = &git.webhook_secret_file else {
+        return Ok(None);
+    };
+    let secret = std::fs::read(secret_file)
+        .map_err(|e| anyhow::anyhow!("cannot read webhook secret {}: {e}", secret_file.display()))?;
+    let secret: Vec<u8> = secret.trim_ascii().to_vec();
+    let limiter = Mutex::new(RateLimiter::new(10, 30));
+    let replays = Mutex::new(ReplayGuard::new(1024));
+    let reject = |e: WebhookError| {
+        let status = match e {
+            WebhookError::BodyTooLarge => 413,
+            WebhookError::RateLimited => 429,
+            WebhookError::Replayed => 409,
+            WebhookError::BadDeliveryId => 400,
+            _ => 401,
+        };
+        WebhookReject {
+            status,
+            code: e.code(),
+        }
+    };
+    Ok(Some(Arc::new(
+        move |headers: &[(String, String)], body: &[u8]| {
+            source::webhook::verify(headers, body, &secret).map_err(reject)?;
+            limiter
+                .lock()
+                .map_err(|_| WebhookReject {
+                    status: 500,
+                    code: "internal",
+                })?
+                .check(Instant::now())
+                .map_err(reject)?;
+            replays
+                .lock()
+                .map_err(|_| WebhookReject {
+                    status: 500,
+                    code: "internal",
+                })?
+                .check(headers)
+                .map_err(reject)?;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = trigger.try_send(());
+            Ok("accepted")
+        },
+    )))
 }

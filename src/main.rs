@@ -82,7 +82,7 @@ enum Command {
 }
 
 /// Flags that override the config file.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct Common {
     /// Directory of store files (overrides source.directory).
     #[arg(long)]
@@ -146,6 +146,13 @@ fn init_logs(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    // libgit2 has no network timeouts by default: a Git server that accepts the connection and
+    // then goes silent would hang a fetch forever.
+    // SAFETY: these set libgit2 globals; they run first in main, before any thread exists.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(30_000);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(60_000);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -197,7 +204,25 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan { output, .. } => runtime.block_on(cmd::plan(settings, output == Output::Json)),
         Command::Apply { resync, .. } => runtime.block_on(cmd::apply(settings, resync)),
-        Command::Run { .. } => runtime.block_on(cmd::run(settings)),
+        Command::Run { ref common, listen } => {
+            // SIGHUP re-reads the same file with the same flag overrides.
+            let (path, common) = (cli.config.clone(), common.clone());
+            let load = move || -> anyhow::Result<Settings> {
+                let mut s = match &path {
+                    Some(p) => Settings::load(p).map_err(|e| {
+                        let msgs: Vec<String> = e.diagnostics.iter().map(ToString::to_string).collect();
+                        anyhow::anyhow!("{}", msgs.join("\n"))
+                    })?,
+                    None => Settings::default(),
+                };
+                common.apply(&mut s);
+                if let Some(l) = listen {
+                    s.http.listen = l;
+                }
+                Ok(s)
+            };
+            runtime.block_on(cmd::run(settings, Box::new(load)))
+        }
         Command::Status {
             url,
             from_cluster,

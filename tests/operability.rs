@@ -4,99 +4,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
-use std::process::Child;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::daemon::{Daemon, request, sample};
 use support::{Env, Opts, signal, wait_for};
 
 const SHOP: &str = "engine = \"woocommerce\"\n";
-
-/// A running daemon whose stderr is collected and whose HTTP address is known.
-struct Daemon {
-    child: Child,
-    addr: String,
-    logs: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    fn start(env: &Env, extra_env: &[(&str, String)]) -> Daemon {
-        let mut cmd = env.storekeeper(&["run", "--listen", "127.0.0.1:0"]);
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&logs);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("daemon did not report its HTTP address");
-        Daemon { child, addr, logs }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        request(&self.addr, "GET", path)
-    }
-
-    fn metrics(&self) -> String {
-        let (code, body) = self.get("/metrics");
-        assert_eq!(code, 200);
-        body
-    }
-
-    fn stop(mut self) -> String {
-        signal(&self.child, "TERM");
-        let status = self.child.wait().expect("wait");
-        assert_eq!(status.code(), Some(0));
-        std::thread::sleep(Duration::from_millis(200));
-        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-fn request(addr: &str, method: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let code = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
-/// The value of one series in Prometheus text, or None when absent.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-}
 
 #[test]
 fn metrics_move_with_reconciles_and_store_series_die_with_the_store() {

@@ -7,6 +7,7 @@
 
 pub mod dir;
 pub mod git;
+pub mod live;
 pub mod watch;
 pub mod webhook;
 
@@ -43,6 +44,9 @@ impl Snapshot {
 /// Why a source could not be read at all. Retryable: the last good snapshot stays in force.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// A reader task panicked or a lock was poisoned: a bug, reported rather than hidden.
+    #[error("the source reader failed unexpectedly")]
+    Poisoned,
     #[error("cannot read store directory {path}: {source}")]
     Directory {
         path: PathBuf,
@@ -93,6 +97,7 @@ impl SourceError {
     /// A bounded label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
+            SourceError::Poisoned => "internal",
             SourceError::Directory { .. } | SourceError::NotADirectory(_) => "directory_unreadable",
             SourceError::Watch { .. } => "watch",
             SourceError::GitFetch { .. } => "git_fetch",

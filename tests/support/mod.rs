@@ -2,6 +2,9 @@
 //! helm against the test API server.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod daemon;
+pub mod git;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -25,6 +28,10 @@ pub struct Opts {
     pub helm_timeout: &'static str,
     pub max_deletions: usize,
     pub extra: &'static str,
+    /// The reconcile interval (the directory is re-read at least this often).
+    pub interval: &'static str,
+    /// A replacement `[source...]` section (e.g. a Git source); default: the stores directory.
+    pub source: Option<String>,
 }
 
 impl Default for Opts {
@@ -33,6 +40,8 @@ impl Default for Opts {
             helm_timeout: "30s",
             max_deletions: 1,
             extra: "",
+            interval: "500ms",
+            source: None,
         }
     }
 }
@@ -86,14 +95,17 @@ impl Env {
         std::fs::write(
             &config,
             format!(
-                "[source]\ndirectory = '{}'\n[cluster]\nkubeconfig = '{}'\nbase_domain = 'test.local'\n\
+                "{}\n[cluster]\nkubeconfig = '{}'\nbase_domain = 'test.local'\n\
                  [helm]\nbinary = '{}'\ncharts_dir = '{}'\ntimeout = '{}'\n\
-                 [reconcile]\ninterval = '500ms'\nmax_deletions_per_cycle = {}\n{}",
-                stores.display(),
+                 [reconcile]\ninterval = '{}'\nmax_deletions_per_cycle = {}\n{}",
+                opts.source
+                    .clone()
+                    .unwrap_or_else(|| format!("[source]\ndirectory = '{}'", stores.display())),
                 api.kubeconfig().display(),
                 wrapper.display(),
                 dir.path().join("charts").display(),
                 opts.helm_timeout,
+                opts.interval,
                 opts.max_deletions,
                 opts.extra,
             ),
