@@ -131,6 +131,16 @@ impl Daemon {
         let mut announced_ready = false;
         let mut last_summary = String::new();
         while !*shutdown.borrow() {
+            // The HTTP server never returns on its own: if it did (e.g. the port is taken),
+            // stop rather than run without health endpoints nobody would notice are gone.
+            if server.is_finished() {
+                let why = match server.await {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => "stopped".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                anyhow::bail!("HTTP server on {} failed: {why}", rec.settings.http.listen);
+            }
             let (interval, resync_interval) = (
                 rec.settings.reconcile.interval,
                 rec.settings.reconcile.resync_interval,

@@ -290,3 +290,21 @@ fn generated_credentials_never_leak() {
         "debug logs were captured"
     );
 }
+
+#[test]
+fn a_taken_listen_address_stops_the_daemon_instead_of_running_blind() {
+    let env = Env::new(4);
+    env.write_store("alpha", SHOP);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = env
+        .storekeeper(&["run", "--listen", &addr])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", support::show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HTTP server on"),
+        "{}",
+        support::show(&out)
+    );
+}
