@@ -9,7 +9,13 @@ use std::path::PathBuf;
 use support::{Env, Opts, show};
 
 fn install_examples(major: u8) {
-    let env = Env::with(major, Opts { helm_timeout: "120s", ..Opts::default() });
+    let env = Env::with(
+        major,
+        Opts {
+            helm_timeout: "120s",
+            ..Opts::default()
+        },
+    );
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     for entry in std::fs::read_dir(root.join("stores.d")).expect("stores.d") {
         let entry = entry.expect("entry");
@@ -19,12 +25,21 @@ fn install_examples(major: u8) {
     let config = std::fs::read_to_string(&env.config).expect("config");
     let charts = root.join("charts");
     let config = config
-        .replace(&format!("charts_dir = '{}'", env.dir.path().join("charts").display()), &format!("charts_dir = '{}'", charts.display()))
+        .replace(
+            &format!("charts_dir = '{}'", env.dir.path().join("charts").display()),
+            &format!("charts_dir = '{}'", charts.display()),
+        )
         .replace("[reconcile]", "values_files = ['values-local.yaml']\n[reconcile]");
     std::fs::write(&env.config, config).expect("write config");
 
     let out = env.run(&["apply"]);
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", show(&out), env.api.log_tail(40));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        show(&out),
+        env.api.log_tail(40)
+    );
     for (store, host) in [
         ("chai-corner", "chai-corner.localtest.me"),
         ("corner-shop", "corner-shop.test.local"),
@@ -34,15 +49,30 @@ fn install_examples(major: u8) {
         assert_eq!(env.release_status(store).as_deref(), Some("deployed"), "{store}");
         assert_eq!(env.phase(&ns).as_deref(), Some("Ready"), "{store}");
         let list = |path: &str| env.api.list(&format!("/{path}").replace("{ns}", &ns));
-        assert_eq!(list("api/v1/namespaces/{ns}/resourcequotas").len(), 1, "{store}: ResourceQuota");
-        assert_eq!(list("api/v1/namespaces/{ns}/limitranges").len(), 1, "{store}: LimitRange");
+        assert_eq!(
+            list("api/v1/namespaces/{ns}/resourcequotas").len(),
+            1,
+            "{store}: ResourceQuota"
+        );
+        assert_eq!(
+            list("api/v1/namespaces/{ns}/limitranges").len(),
+            1,
+            "{store}: LimitRange"
+        );
         let policies = list("apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies");
         let default_deny = policies.iter().any(|p| {
-            p["spec"]["podSelector"].as_object().is_some_and(|o| o.is_empty() || o.get("matchLabels").is_none())
+            p["spec"]["podSelector"]
+                .as_object()
+                .is_some_and(|o| o.is_empty() || o.get("matchLabels").is_none())
                 && p["spec"]["policyTypes"].as_array().is_some_and(|t| t.len() == 2)
-                && p["spec"].get("ingress").is_none_or(|i| i.as_array().is_some_and(Vec::is_empty))
+                && p["spec"]
+                    .get("ingress")
+                    .is_none_or(|i| i.as_array().is_some_and(Vec::is_empty))
         });
-        assert!(default_deny, "{store}: a default-deny NetworkPolicy: {policies:#?}");
+        assert!(
+            default_deny,
+            "{store}: a default-deny NetworkPolicy: {policies:#?}"
+        );
         let ingresses = list("apis/networking.k8s.io/v1/namespaces/{ns}/ingresses");
         assert!(
             ingresses.iter().any(|i| i["spec"]["rules"][0]["host"] == host),
@@ -61,7 +91,11 @@ fn install_examples(major: u8) {
     env.clear_helm_log();
     let out = env.run(&["apply"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(env.helm_calls().iter().all(|c| c.starts_with("version")), "{:?}", env.helm_calls());
+    assert!(
+        env.helm_calls().iter().all(|c| c.starts_with("version")),
+        "{:?}",
+        env.helm_calls()
+    );
 }
 
 #[test]

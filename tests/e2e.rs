@@ -32,11 +32,22 @@ rate = 18
 "#;
 
 /// A tiny HTTP/1.1 client to the ingress with a Host header (no DNS needed).
-fn http(ingress: &str, host: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> (u16, Vec<(String, String)>, String) {
+fn http(
+    ingress: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = TcpStream::connect(ingress).expect("connect to the ingress");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let body = body.map(Value::to_string).unwrap_or_default();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -51,10 +62,19 @@ fn http(ingress: &str, host: &str, method: &str, path: &str, headers: &[(&str, &
     let headers: Vec<(String, String)> = head
         .lines()
         .skip(1)
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
         .collect();
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    (code, headers, if chunked { dechunk(rest) } else { rest.to_string() })
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    (
+        code,
+        headers,
+        if chunked { dechunk(rest) } else { rest.to_string() },
+    )
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -73,12 +93,16 @@ fn dechunk(mut s: &str) -> String {
 #[test]
 fn woocommerce_store_takes_a_cash_on_delivery_order_on_a_real_cluster() {
     let Some(kubeconfig) = std::env::var_os("STOREKEEPER_E2E_KUBECONFIG") else {
-        eprintln!("SKIPPED: real-cluster end-to-end suite — set STOREKEEPER_E2E_KUBECONFIG to a test cluster (README: \"End-to-end on k3d\")");
+        eprintln!(
+            "SKIPPED: real-cluster end-to-end suite — set STOREKEEPER_E2E_KUBECONFIG to a test cluster (README: \"End-to-end on k3d\")"
+        );
         return;
     };
     let ingress = std::env::var("STOREKEEPER_E2E_INGRESS").unwrap_or_else(|_| "127.0.0.1:80".into());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let helm = std::env::var_os("STOREKEEPER_E2E_HELM").map(PathBuf::from).unwrap_or_else(|| testbed::tools::helm(4));
+    let helm = std::env::var_os("STOREKEEPER_E2E_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| testbed::tools::helm(4));
     let name = format!("e2e-{}", std::process::id());
     let host = format!("{name}.localtest.me");
 
@@ -114,9 +138,19 @@ fn woocommerce_store_takes_a_cash_on_delivery_order_on_a_real_cluster() {
             .output()
             .ok()
             .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
-            .and_then(|v| v["stores"].as_array()?.iter().find(|s| s["name"] == n).map(|s| s["phase"].clone()))
+            .and_then(|v| {
+                v["stores"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| s["name"] == n)
+                    .map(|s| s["phase"].clone())
+            })
     };
-    assert!(wait_for(Duration::from_secs(20 * 60), || status(&name) == Some(json!("Ready"))), "store never became Ready");
+    assert!(
+        wait_for(Duration::from_secs(20 * 60), || status(&name)
+            == Some(json!("Ready"))),
+        "store never became Ready"
+    );
 
     // The setup job finishes after the release is deployed: wait for the Store API to list products.
     let started = Instant::now();
@@ -124,24 +158,48 @@ fn woocommerce_store_takes_a_cash_on_delivery_order_on_a_real_cluster() {
         let (code, _, body) = http(&ingress, &host, "GET", "/wp-json/wc/store/v1/products", &[], None);
         let products: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         if code == 200
-            && let Some(id) = products.as_array().and_then(|a| a.iter().find(|p| p["is_purchasable"] == true)).map(|p| p["id"].clone())
+            && let Some(id) = products
+                .as_array()
+                .and_then(|a| a.iter().find(|p| p["is_purchasable"] == true))
+                .map(|p| p["id"].clone())
         {
             break id;
         }
-        assert!(started.elapsed() < Duration::from_secs(15 * 60), "no purchasable product: {code} {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15 * 60),
+            "no purchasable product: {code} {body}"
+        );
         std::thread::sleep(Duration::from_secs(10));
     };
     let (_, headers, _) = http(&ingress, &host, "GET", "/wp-json/wc/store/v1/cart", &[], None);
-    let token = headers.iter().find(|(k, _)| k == "cart-token").map(|(_, v)| v.clone()).expect("Cart-Token header");
+    let token = headers
+        .iter()
+        .find(|(k, _)| k == "cart-token")
+        .map(|(_, v)| v.clone())
+        .expect("Cart-Token header");
     let auth = [("Cart-Token", token.as_str())];
-    let (code, _, body) = http(&ingress, &host, "POST", "/wp-json/wc/store/v1/cart/add-item", &auth, Some(&json!({"id": product, "quantity": 1})));
+    let (code, _, body) = http(
+        &ingress,
+        &host,
+        "POST",
+        "/wp-json/wc/store/v1/cart/add-item",
+        &auth,
+        Some(&json!({"id": product, "quantity": 1})),
+    );
     assert!(code == 200 || code == 201, "add-item: {code} {body}");
     let address = json!({"first_name": "Asha", "last_name": "Rao", "address_1": "12 MG Road", "city": "Bengaluru",
         "state": "KA", "postcode": "560001", "country": "IN", "phone": "9999999999"});
     let mut billing = address.clone();
     billing["email"] = json!("asha@example.com");
     let checkout = json!({"billing_address": billing, "shipping_address": address, "payment_method": "cod"});
-    let (code, _, body) = http(&ingress, &host, "POST", "/wp-json/wc/store/v1/checkout", &auth, Some(&checkout));
+    let (code, _, body) = http(
+        &ingress,
+        &host,
+        "POST",
+        "/wp-json/wc/store/v1/checkout",
+        &auth,
+        Some(&checkout),
+    );
     let order: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     assert_eq!(code, 200, "checkout: {body}");
     assert_eq!(order["status"], "processing", "{body}");
@@ -150,19 +208,34 @@ fn woocommerce_store_takes_a_cash_on_delivery_order_on_a_real_cluster() {
     // Delete the store: its file goes from Git; the namespace and its PVCs go with it.
     remote.commit(&[(&format!("stores.d/{name}.toml"), None)]);
     let kubectl = |args: &[&str]| {
-        Command::new(testbed::tools::kubectl()).arg("--kubeconfig").arg(&kubeconfig).args(args).output().expect("kubectl")
+        Command::new(testbed::tools::kubectl())
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl")
     };
     let ns = format!("store-{name}");
     assert!(
-        wait_for(Duration::from_secs(10 * 60), || !kubectl(&["get", "namespace", &ns]).status.success()),
+        wait_for(Duration::from_secs(10 * 60), || !kubectl(&[
+            "get",
+            "namespace",
+            &ns
+        ])
+        .status
+        .success()),
         "namespace {ns} still exists"
     );
     let pvcs = kubectl(&["get", "pvc", "-A", "-o", "json"]);
     let pvcs: Value = serde_json::from_slice(&pvcs.stdout).unwrap_or(Value::Null);
     assert!(
-        !pvcs["items"].as_array().is_some_and(|a| a.iter().any(|p| p["metadata"]["namespace"] == ns.as_str())),
+        !pvcs["items"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["metadata"]["namespace"] == ns.as_str())),
         "PVCs of {ns} remain"
     );
-    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
     let _ = daemon.wait();
 }
