@@ -79,6 +79,15 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
 }
 
+/// Optional leader election through a coordination.k8s.io/v1 Lease (for more than one replica).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaderSettings {
+    pub namespace: String,
+    pub lease_name: String,
+    pub lease_duration: Duration,
+    pub renew_every: Duration,
+}
+
 /// Validated daemon settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -87,6 +96,8 @@ pub struct Settings {
     pub helm: HelmSettings,
     pub reconcile: ReconcileSettings,
     pub http: HttpSettings,
+    /// `None`: this daemon always acts (one replica).
+    pub leader_election: Option<LeaderSettings>,
 }
 
 impl Default for Settings {
@@ -210,6 +221,7 @@ impl Settings {
                 prune: raw.reconcile.prune.unwrap_or(true),
                 max_deletions_per_cycle: raw.reconcile.max_deletions_per_cycle.unwrap_or(1),
             },
+            leader_election: leader_settings(raw.leader_election)?,
             http: HttpSettings {
                 listen: raw
                     .http
@@ -218,6 +230,26 @@ impl Settings {
             },
         })
     }
+}
+
+fn leader_settings(raw: RawLeader) -> Result<Option<LeaderSettings>, (&'static str, String)> {
+    if !raw.enabled.unwrap_or(false) {
+        return Ok(None);
+    }
+    let lease_duration = raw.lease_duration.map_or(Duration::from_secs(15), |d| d.0);
+    let renew_every = raw.renew_every.map_or(Duration::from_secs(2), |d| d.0);
+    if renew_every >= lease_duration {
+        return Err((
+            "leader_election.renew_every",
+            "leader_election.renew_every must be shorter than lease_duration".into(),
+        ));
+    }
+    Ok(Some(LeaderSettings {
+        namespace: raw.namespace.unwrap_or_else(|| "storekeeper".into()),
+        lease_name: raw.lease_name.unwrap_or_else(|| "storekeeper-leader".into()),
+        lease_duration,
+        renew_every,
+    }))
 }
 
 fn git_settings(g: RawGit) -> Result<GitSettings, (&'static str, String)> {
@@ -321,6 +353,18 @@ struct Raw {
     reconcile: RawReconcile,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    leader_election: RawLeader,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLeader {
+    enabled: Option<bool>,
+    namespace: Option<String>,
+    lease_name: Option<String>,
+    lease_duration: Option<HumanDuration>,
+    renew_every: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

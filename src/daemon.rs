@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::config::{Settings, SourceSettings};
+use crate::leader::{self, Leader, LeaderConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
 use crate::sdnotify::{self, Notifier};
@@ -124,6 +125,26 @@ impl Daemon {
         let mut rec = Reconciler::connect(settings, Arc::clone(&metrics)).await?;
         rec.status = Arc::clone(&statuses);
         let mut rec = Arc::new(rec);
+        // With leader election, only the lease holder plans and acts; a standby keeps reading
+        // the source and stays ready, so a rolling update never stalls on it.
+        let (drained_tx, drained_rx) = watch::channel(false);
+        let mut leading = match &rec.settings.leader_election {
+            Some(l) => {
+                let config = LeaderConfig {
+                    namespace: l.namespace.clone(),
+                    name: l.lease_name.clone(),
+                    identity: std::env::var("POD_NAME").unwrap_or_else(|_| leader::default_identity()),
+                    lease_duration: l.lease_duration,
+                    renew_every: l.renew_every,
+                };
+                config.validate()?;
+                info!(identity = %config.identity, lease = %config.name, "leader election on");
+                let client = crate::cluster::client(&rec.settings.cluster).await?;
+                // The lease is released only after in-flight helm work has drained.
+                Leader::new(client, config).spawn(drained_rx)
+            }
+            None => watch::channel(true).1,
+        };
         info!(helm_major = rec.helm.major(), "storekeeper started");
         metrics.up.set(1);
         let mut last_good: Option<Snapshot> = None;
@@ -147,6 +168,8 @@ impl Daemon {
             );
             health.heartbeat();
             let started = Instant::now();
+            let leader = *leading.borrow();
+            metrics.leader.set(i64::from(leader));
             let defaults = SpecDefaults {
                 base_domain: rec.settings.cluster.base_domain.clone(),
             };
@@ -165,7 +188,9 @@ impl Daemon {
                     warn!(error = %e, "cannot read the source; keeping the last good snapshot");
                 }
             }
-            if let Some(snapshot) = &last_good {
+            if !leader {
+                health.cluster_succeeded();
+            } else if let Some(snapshot) = &last_good {
                 metrics.set_spec_errors(
                     &snapshot
                         .stores
@@ -227,6 +252,7 @@ impl Daemon {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = trigger_rx.recv() => {}
+                _ = leading.changed() => {}
                 _ = shutdown.changed() => {}
                 Some(()) = reload_signal => {
                     if let Some(r) = &reload {
@@ -260,6 +286,11 @@ impl Daemon {
         {
             warn!(error = %e, "cannot notify systemd");
         }
+        let _ = drained_tx.send(true);
+        // Wait (briefly) for the election loop to release the lease so a standby takes over at
+        // once; it drops its sender when done.
+        let released = async { while leading.changed().await.is_ok() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(5), released).await;
         watchdog.abort();
         drain_watch.abort();
         let _ = server_stop.send(true);

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod diagnostic;
 pub mod helm;
 pub mod iso;
+pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;

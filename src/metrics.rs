@@ -22,6 +22,7 @@ pub const NAMES: &[&str] = &[
     "storekeeper_deletions_total",
     "storekeeper_helm_operation_duration_seconds",
     "storekeeper_helm_operations_total",
+    "storekeeper_leader",
     "storekeeper_reconcile_cycles_total",
     "storekeeper_reconcile_duration_seconds",
     "storekeeper_source_errors_total",
@@ -50,6 +51,7 @@ pub struct Metrics {
     pub deletions: IntCounterVec,
     pub webhook_requests: IntCounterVec,
     pub up: IntGauge,
+    pub leader: IntGauge,
     /// Per-store label sets currently exported, so they can be removed when a store goes.
     exported: Mutex<Exported>,
 }
@@ -181,6 +183,13 @@ impl Metrics {
                 up: reg(
                     &r,
                     IntGauge::new("storekeeper_up", "1 while the daemon loop runs.")?,
+                ),
+                leader: reg(
+                    &r,
+                    IntGauge::new(
+                        "storekeeper_leader",
+                        "1 while this daemon acts (holds the lease, or no election).",
+                    )?,
                 ),
                 registry: r.clone(),
                 exported: Mutex::default(),

@@ -313,9 +313,8 @@ fn force_push_to_an_older_commit_deletes_only_what_the_new_snapshot_says() {
         .is_none()));
     assert!(env.namespace("store-one").is_some());
     assert_eq!(count(&env, "uninstall"), 1);
-    assert_eq!(
+    assert!(
         d.get("/stores").1.contains(&c1),
-        true,
         "the snapshot revision follows the force-push"
     );
     d.stop();
