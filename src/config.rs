@@ -132,6 +132,12 @@ impl Settings {
             err(Diagnostic::whole_file(path, format!("cannot read config: {e}"))
                 .with_hint("pass an existing file to --config"))
         })?;
+        if !meta.is_file() {
+            return Err(err(Diagnostic::whole_file(
+                path,
+                "config is not a regular file".into(),
+            )));
+        }
         if meta.len() > MAX_CONFIG_BYTES {
             return Err(err(Diagnostic::whole_file(
                 path,
@@ -150,7 +156,7 @@ impl Settings {
         let raw: Raw = toml::from_str(src).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_string();
-            let field = field_of(&message);
+            let field = field_of(&message, src, span.start);
             let hint = hint_for(&message);
             let mut d = Diagnostic::at(path, src, span, &field, message);
             d.hint = hint;
@@ -287,14 +293,32 @@ fn git_settings(g: RawGit) -> Result<GitSettings, (&'static str, String)> {
     })
 }
 
-/// The field a serde error message is about, for the diagnostic's `field`.
-fn field_of(message: &str) -> String {
-    message
+/// The dotted field an error is about: from serde's message for unknown/missing fields, else
+/// the key on the offending line under its `[section]` header.
+fn field_of(message: &str, src: &str, offset: usize) -> String {
+    let named = message
         .split('`')
         .nth(1)
-        .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
-        .unwrap_or("")
-        .to_string()
+        .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"));
+    let before = src.get(..offset.min(src.len())).unwrap_or("");
+    let section = before
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('[').and_then(|l| l.split(']').next()))
+        .next_back()
+        .map(|s| s.trim_matches('[').trim().to_string());
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = src.get(line_start..).and_then(|l| l.lines().next()).unwrap_or("");
+    let key = named
+        .map(str::to_string)
+        .or_else(|| {
+            line.split_once('=')
+                .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        })
+        .unwrap_or_default();
+    match section {
+        Some(sec) if !key.is_empty() && !line.trim_start().starts_with('[') => format!("{sec}.{key}"),
+        _ => key,
+    }
 }
 
 fn hint_for(message: &str) -> Option<String> {
@@ -320,6 +344,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// The longest duration any setting accepts; it also keeps timeout arithmetic far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// Parses `"<number><unit>"` with unit ms, s, m or h; zero is refused (a zero interval spins).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad =
@@ -336,6 +363,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     if d.is_zero() {
         return Err(format!("duration \"{s}\" must be greater than zero"));
+    }
+    if d > MAX_DURATION {
+        return Err(format!("duration \"{s}\" is longer than the 24h limit"));
     }
     Ok(d)
 }
@@ -465,13 +495,15 @@ mod tests {
         let d = &e.diagnostics[0];
         assert_eq!((d.line, d.column), (2, 1));
         assert!(d.message.contains("unknown field `timout`"), "{}", d.message);
+        assert_eq!(d.field, "helm.timout");
         assert_eq!(d.hint.as_deref(), Some("did you mean `timeout`?"));
     }
 
     #[test]
     fn bad_duration_and_conflicting_refs_are_errors() {
         assert!(Settings::parse(Path::new("c"), "[helm]\ntimeout = \"5 minutes\"\n").is_err());
-        assert!(Settings::parse(Path::new("c"), "[helm]\ntimeout = \"0s\"\n").is_err());
+        let e = Settings::parse(Path::new("c"), "[helm]\ntimeout = \"0s\"\n").expect_err("zero");
+        assert_eq!(e.diagnostics[0].field, "helm.timeout");
         let src = "[source.git]\nurl = \"u\"\nbranch = \"a\"\ntag = \"b\"\n";
         assert!(Settings::parse(Path::new("c"), src).is_err());
         assert!(Settings::parse(Path::new("c"), "[helm]\nmax_concurrent = 0\n").is_err());
@@ -482,5 +514,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("").is_err() && parse_duration("5").is_err() && parse_duration("m").is_err());
+        assert!(parse_duration("24h").is_ok() && parse_duration("25h").is_err());
+        assert!(parse_duration("18446744073709551615s").is_err());
     }
 }

@@ -128,6 +128,7 @@ impl Daemon {
         // With leader election, only the lease holder plans and acts; a standby keeps reading
         // the source and stays ready, so a rolling update never stalls on it.
         let (drained_tx, drained_rx) = watch::channel(false);
+        let mut always_leader = None;
         let mut leading = match &rec.settings.leader_election {
             Some(l) => {
                 let config = LeaderConfig {
@@ -143,7 +144,13 @@ impl Daemon {
                 // The lease is released only after in-flight helm work has drained.
                 Leader::new(client, config).spawn(drained_rx)
             }
-            None => watch::channel(true).1,
+            None => {
+                // Always the leader; the sender lives as long as the loop, so `changed()` never
+                // fires (a dropped sender would make it return at once and spin the loop).
+                let (tx, rx) = watch::channel(true);
+                always_leader = Some(tx);
+                rx
+            }
         };
         info!(helm_major = rec.helm.major(), "storekeeper started");
         metrics.up.set(1);
@@ -287,6 +294,7 @@ impl Daemon {
             warn!(error = %e, "cannot notify systemd");
         }
         let _ = drained_tx.send(true);
+        drop(always_leader);
         // Wait (briefly) for the election loop to release the lease so a standby takes over at
         // once; it drops its sender when done.
         let released = async { while leading.changed().await.is_ok() {} };

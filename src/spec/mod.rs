@@ -195,6 +195,13 @@ pub fn read_limited(path: &Path) -> Result<Vec<u8>, Box<Diagnostic>> {
                 .with_hint("check that the file exists and is readable by the storekeeper user"),
         )
     };
+    // Only regular files: opening a FIFO or a device named `*.toml` would block forever.
+    if !std::fs::metadata(path).map_err(io_err)?.is_file() {
+        return Err(Box::new(
+            Diagnostic::whole_file(path, "store file is not a regular file".into())
+                .with_hint("store files must be plain files (not FIFOs, sockets, devices or directories)"),
+        ));
+    }
     let file = std::fs::File::open(path).map_err(io_err)?;
     let too_big = || {
         Diagnostic::whole_file(

@@ -97,7 +97,8 @@ impl Env {
             format!(
                 "{}\n[cluster]\nkubeconfig = '{}'\nbase_domain = 'test.local'\n\
                  [helm]\nbinary = '{}'\ncharts_dir = '{}'\ntimeout = '{}'\n\
-                 [reconcile]\ninterval = '{}'\nmax_deletions_per_cycle = {}\n{}",
+                 [reconcile]\ninterval = '{}'\nmax_deletions_per_cycle = {}\n\
+                 [http]\nlisten = '127.0.0.1:0'\n{}",
                 opts.source
                     .clone()
                     .unwrap_or_else(|| format!("[source]\ndirectory = '{}'", stores.display())),
