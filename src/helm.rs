@@ -181,6 +181,56 @@ pub fn parse_status(json: &str) -> Result<ReleaseInfo, HelmError> {
     })
 }
 
+/// One row of `helm list -A --all -o json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedRelease {
+    pub name: String,
+    pub namespace: String,
+    pub info: ReleaseInfo,
+}
+
+#[derive(Deserialize)]
+struct RawListed {
+    name: String,
+    namespace: String,
+    revision: String,
+    #[serde(default)]
+    updated: String,
+    status: String,
+}
+
+/// Parses `helm list -o json` output.
+pub fn parse_list(json: &str) -> Result<Vec<ListedRelease>, HelmError> {
+    let raw: Vec<RawListed> =
+        serde_json::from_str(json.trim()).map_err(|e| HelmError::Output(e.to_string()))?;
+    Ok(raw
+        .into_iter()
+        .map(|r| ListedRelease {
+            info: ReleaseInfo {
+                status: ReleaseStatus::parse(&r.status),
+                revision: r.revision.parse().unwrap_or(0),
+                last_deployed: parse_go_time(&r.updated),
+            },
+            name: r.name,
+            namespace: r.namespace,
+        })
+        .collect())
+}
+
+/// Go's default time format, as `helm list` prints it: `2026-11-22 14:00:00.123456789 +0000 UTC`
+/// (the zone abbreviation varies with the local zone and is ignored; the offset is exact).
+fn parse_go_time(s: &str) -> Option<jiff::Timestamp> {
+    let mut parts = s.split_whitespace();
+    let (date, time, offset) = (parts.next()?, parts.next()?, parts.next()?);
+    let text = format!("{date} {time} {offset}");
+    let fmt = if time.contains('.') {
+        "%Y-%m-%d %H:%M:%S%.f %z"
+    } else {
+        "%Y-%m-%d %H:%M:%S %z"
+    };
+    jiff::fmt::strtime::parse(fmt, &text).ok()?.to_timestamp().ok()
+}
+
 /// One `helm upgrade --install`.
 #[derive(Debug, Clone)]
 pub struct InstallRequest {
@@ -261,6 +311,27 @@ impl Helm {
             Ok(out) => parse_status(&out).map(Some),
             Err(HelmError::ReleaseNotFound) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Every release in every namespace, in any state, page by page (`helm list -A`; helm 3
+    /// needs `--all` to include failed and pending releases, helm 4 lists them by default).
+    pub async fn list_all(&self) -> Result<Vec<ListedRelease>, HelmError> {
+        const PAGE: usize = 1000;
+        let mut all = Vec::new();
+        loop {
+            let (max, offset) = (PAGE.to_string(), all.len().to_string());
+            let mut args = vec!["list", "-A"];
+            if self.major < 4 {
+                args.push("--all");
+            }
+            args.extend(["--max", &max, "--offset", &offset, "-o", "json"]);
+            let page = parse_list(&self.run(&args, self.quick()).await?)?;
+            let done = page.len() < PAGE;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
         }
     }
 
@@ -394,6 +465,7 @@ fn operation(subcommand: &str) -> &'static str {
         "rollback" => "rollback",
         "status" => "status",
         "get" => "get_values",
+        "list" => "list",
         "version" => "version",
         _ => "other",
     }
@@ -443,6 +515,21 @@ mod tests {
         for (stderr, code) in cases {
             assert_eq!(HelmError::classify(stderr).code(), code, "{stderr}");
         }
+    }
+
+    #[test]
+    fn list_json_is_parsed() {
+        let json = r#"[{"name":"a","namespace":"store-a","revision":"3","updated":"2026-11-22 14:05:00.123456789 +0530 IST","status":"pending-upgrade","chart":"x-0.1.0","app_version":""},
+                      {"name":"b","namespace":"store-b","revision":"1","updated":"2026-11-22 08:35:00 +0000 UTC","status":"deployed","chart":"x-0.1.0","app_version":""}]"#;
+        let list = parse_list(json).expect("parses");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].info.status, ReleaseStatus::PendingUpgrade);
+        assert_eq!(list[0].info.revision, 3);
+        let t = |s: &str| s.parse::<jiff::Timestamp>().ok();
+        assert_eq!(list[0].info.last_deployed, t("2026-11-22T08:35:00.123456789Z"));
+        assert_eq!(list[1].info.last_deployed, t("2026-11-22T08:35:00Z"));
+        assert!(parse_list("[]").is_ok_and(|l| l.is_empty()));
+        assert!(parse_list("{}").is_err());
     }
 
     #[test]

@@ -51,6 +51,9 @@ impl ApplyError {
     }
 }
 
+/// Above this many stores needing release state, one `helm list` beats per-store `helm status`.
+const RELEASE_LIST_THRESHOLD: usize = 3;
+
 /// Chart version and operator values for one engine, read once per cycle.
 #[derive(Debug, Clone)]
 pub struct ChartInputs {
@@ -208,12 +211,26 @@ impl Reconciler {
                 conflicts.insert(name.clone());
             }
         }
+        let wanted: Vec<(&StoreName, &ObservedStore)> = plain
+            .iter()
+            .filter_map(|(name, d)| {
+                let o = observed.get(name)?;
+                plan::needs_release_state(d.as_ref().ok(), Some(o), resync).then_some((name, o))
+            })
+            .collect();
         let mut releases = BTreeMap::new();
-        for (name, d) in &plain {
-            let o = observed.get(name);
-            if plan::needs_release_state(d.as_ref().ok(), o, resync)
-                && let Some(o) = o
-            {
+        if wanted.len() > RELEASE_LIST_THRESHOLD {
+            // One `helm list -A --all` instead of one `helm status` per store (a resync of 1000
+            // stores is one process, not a thousand).
+            let all = self.helm.list_all().await?;
+            for (name, o) in wanted {
+                let info = all
+                    .iter()
+                    .find(|r| r.name == name.as_str() && r.namespace == o.namespace);
+                releases.insert(name.clone(), info.map(|r| r.info.clone()));
+            }
+        } else {
+            for (name, o) in wanted {
                 releases.insert(name.clone(), self.helm.status(name.as_str(), &o.namespace).await?);
             }
         }

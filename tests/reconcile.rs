@@ -388,6 +388,66 @@ fn sigterm_lets_helm_finish(major: u8) {
     assert_eq!(cm["data"]["title"], "During shutdown");
 }
 
+/// A resync of many stores reads release state with one `helm list`, and still finds a stuck one.
+fn resync_of_many_stores_is_one_helm_list(major: u8) {
+    let env = Env::with(
+        major,
+        Opts {
+            helm_timeout: "3s",
+            ..Opts::default()
+        },
+    );
+    for s in ["a", "b", "c", "shop"] {
+        env.write_store(s, SHOP);
+    }
+    apply_ok(&env);
+    let mut child = env
+        .helm
+        .command()
+        .args([
+            "upgrade",
+            "shop",
+            &format!("{}/charts/woocommerce-store", env.dir.path().display()),
+        ])
+        .args([
+            "-n",
+            "store-shop",
+            "--wait",
+            "--timeout",
+            "60s",
+            "--set",
+            "neverReady=true",
+        ])
+        .spawn()
+        .expect("spawn helm");
+    assert!(wait_for(Duration::from_secs(20), || env
+        .release_status("shop")
+        .as_deref()
+        == Some("pending-upgrade")));
+    let _ = child.kill();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_secs(4));
+    env.clear_helm_log();
+    let out = env.run(&["apply", "--resync"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("recover (Rollback)"),
+        "{}",
+        show(&out)
+    );
+    let calls = env.helm_calls();
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("list -A")).count(),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("status")).count(),
+        0,
+        "{calls:?}"
+    );
+    assert_eq!(env.release_status("shop").as_deref(), Some("deployed"));
+}
+
 /// In the daemon, a store that keeps failing is retried with backoff, not on every cycle.
 fn failing_store_is_retried_with_backoff(major: u8) {
     let env = Env::with(
@@ -434,6 +494,7 @@ both_helms!(
     failed_upgrade_of_a_ready_store_rolls_back,
     pending_upgrade_is_recovered,
     resync_finds_a_foreign_stuck_release,
+    resync_of_many_stores_is_one_helm_list,
     sigterm_lets_helm_finish,
     failing_store_is_retried_with_backoff,
 );
