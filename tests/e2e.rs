@@ -205,6 +205,38 @@ fn woocommerce_store_takes_a_cash_on_delivery_order_on_a_real_cluster() {
     assert_eq!(order["status"], "processing", "{body}");
     assert_eq!(order["payment_result"]["payment_status"], "success", "{body}");
 
+    // Confirm the order inside WooCommerce, as `wp wc shop_order list` would (HPOS-aware):
+    // the WordPress image has PHP but not wp-cli, so ask WooCommerce's own API in PHP.
+    let order_id = order["order_id"].as_i64().expect("order_id");
+    let php = format!(
+        "require '/var/www/html/wp-load.php'; $o = wc_get_order({order_id}); echo $o ? $o->get_status() . ' ' . $o->get_payment_method() : 'missing';"
+    );
+    let ns_name = format!("store-{name}");
+    let deploy = format!("deploy/{name}-wordpress");
+    let out = Command::new(testbed::tools::kubectl())
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "-n",
+            &ns_name,
+            "exec",
+            &deploy,
+            "-c",
+            "wordpress",
+            "--",
+            "php",
+            "-r",
+            &php,
+        ])
+        .output()
+        .expect("kubectl exec");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "processing cod",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Delete the store: its file goes from Git; the namespace and its PVCs go with it.
     remote.commit(&[(&format!("stores.d/{name}.toml"), None)]);
     let kubectl = |args: &[&str]| {
