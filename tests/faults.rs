@@ -364,7 +364,7 @@ fn slow_api(major: u8) {
     assert_converged(&env, &["alpha"]);
 }
 
-/// The API refuses connections for a while under a running daemon, while a new store file
+/// The API refuses connections for a minute under a running daemon, while a new store file
 /// appears: nothing is deleted, the daemon keeps running, and it converges once the API is
 /// back.
 fn api_unavailable_for_a_while(major: u8) {
@@ -379,11 +379,17 @@ fn api_unavailable_for_a_while(major: u8) {
         converged(&env, &["alpha", "beta"])
     );
     env.api.reset_counters();
-    env.api.refuse_for(Duration::from_secs(5));
+    // A full minute, as the issue asks: the daemon must ride it out, not exit or delete.
+    env.api.refuse_for(Duration::from_secs(60));
     env.write_store("gamma", SHOP);
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(daemon.try_wait().expect("try_wait").is_none(), "daemon died");
-    let ok = wait_for(Duration::from_secs(30), || {
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_secs(10));
+        assert!(
+            daemon.try_wait().expect("try_wait").is_none(),
+            "daemon died during the outage"
+        );
+    }
+    let ok = wait_for(Duration::from_secs(60), || {
         converged(&env, &["alpha", "beta", "gamma"]).is_ok()
     });
     let status = stop(&mut daemon);
