@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use storekeeper::config::{GitRef, GitSettings};
 use storekeeper::source::git::GitSource;
 use storekeeper::spec::SpecDefaults;
+use support::git::git;
 use support::{Env, Opts, show, signal, wait_for};
 use testbed::Request;
 
@@ -566,32 +567,6 @@ fn daemon_killed_mid_apply(major: u8) {
 
 // ---------------------------------------------------------------------------------------------
 // The Git source (GitSource directly; see docs/faults.md for what is covered where)
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A bare remote with one commit holding `stores.d/{alpha,beta}.toml`.
 struct Remote {

@@ -309,6 +309,36 @@ fn pending_upgrade_is_recovered(major: u8) {
     assert_eq!(env.phase("store-shop").as_deref(), Some("Ready"));
 }
 
+/// Leaves `store`'s release in `pending-upgrade` the way a crash does: an outside helm upgrade to
+/// a never-ready spec, SIGKILLed once the release is pending.
+fn leave_pending_upgrade(env: &Env, store: &str) {
+    let chart = format!("{}/charts/woocommerce-store", env.dir.path().display());
+    let ns = format!("store-{store}");
+    let mut child = env
+        .helm
+        .command()
+        .args([
+            "upgrade",
+            store,
+            &chart,
+            "-n",
+            &ns,
+            "--wait",
+            "--timeout",
+            "60s",
+            "--set",
+            "neverReady=true",
+        ])
+        .spawn()
+        .expect("spawn helm");
+    let pending = wait_for(Duration::from_secs(20), || {
+        env.release_status(store).as_deref() == Some("pending-upgrade")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(pending, "helm did not reach pending-upgrade");
+}
+
 /// A release someone else left pending is invisible to a normal cycle (the namespace says Ready)
 /// but found by a resync.
 fn resync_finds_a_foreign_stuck_release(major: u8) {
@@ -321,32 +351,7 @@ fn resync_finds_a_foreign_stuck_release(major: u8) {
     );
     env.write_store("shop", SHOP);
     apply_ok(&env);
-    let mut child = env
-        .helm
-        .command()
-        .args([
-            "upgrade",
-            "shop",
-            &format!("{}/charts/woocommerce-store", env.dir.path().display()),
-        ])
-        .args([
-            "-n",
-            "store-shop",
-            "--wait",
-            "--timeout",
-            "60s",
-            "--set",
-            "neverReady=true",
-        ])
-        .spawn()
-        .expect("spawn helm");
-    assert!(
-        wait_for(Duration::from_secs(20), || env.release_status("shop").as_deref()
-            == Some("pending-upgrade")),
-        "helm did not reach pending-upgrade"
-    );
-    let _ = child.kill();
-    let _ = child.wait();
+    leave_pending_upgrade(&env, "shop");
     std::thread::sleep(Duration::from_secs(4));
     let out = env.run(&["apply", "--resync"]);
     assert!(
@@ -401,31 +406,7 @@ fn resync_of_many_stores_is_one_helm_list(major: u8) {
         env.write_store(s, SHOP);
     }
     apply_ok(&env);
-    let mut child = env
-        .helm
-        .command()
-        .args([
-            "upgrade",
-            "shop",
-            &format!("{}/charts/woocommerce-store", env.dir.path().display()),
-        ])
-        .args([
-            "-n",
-            "store-shop",
-            "--wait",
-            "--timeout",
-            "60s",
-            "--set",
-            "neverReady=true",
-        ])
-        .spawn()
-        .expect("spawn helm");
-    assert!(wait_for(Duration::from_secs(20), || env
-        .release_status("shop")
-        .as_deref()
-        == Some("pending-upgrade")));
-    let _ = child.kill();
-    let _ = child.wait();
+    leave_pending_upgrade(&env, "shop");
     std::thread::sleep(Duration::from_secs(4));
     env.clear_helm_log();
     let out = env.run(&["apply", "--resync"]);
