@@ -66,31 +66,33 @@ fn store_common(spec: &StoreSpec) -> Map<String, Json> {
     m
 }
 
-/// WooCommerce: taxes as WooCommerce's 4-decimal strings, and the cash-on-delivery switch.
-fn woocommerce(spec: &StoreSpec) -> Json {
-    let mut store = store_common(spec);
-    let taxes: Vec<Json> = spec
-        .shop
+/// The store's tax rates as WooCommerce keeps them: 4-decimal strings. Both charts take them
+/// (the Medusa chart passes them to its seed; tax regions are otherwise Medusa's own).
+fn taxes(spec: &StoreSpec) -> Json {
+    spec.shop
         .taxes
         .iter()
         .map(|t| json!({"name": t.name, "rate": format!("{:.4}", t.rate)}))
-        .collect();
-    store.insert("taxes".into(), Json::Array(taxes));
-    store.insert("cashOnDelivery".into(), json!(spec.shop.cash_on_delivery));
+        .collect()
+}
+
+fn chart_values(store: Map<String, Json>, spec: &StoreSpec) -> Json {
     json!({ "existingSecret": CREDENTIALS_SECRET, "store": store, "resources": plan_resources(spec.plan) })
 }
 
-/// Medusa: tax regions are configured in Medusa itself, so only the shop basics are passed.
+/// WooCommerce: the common shop settings, taxes and the cash-on-delivery switch.
+fn woocommerce(spec: &StoreSpec) -> Json {
+    let mut store = store_common(spec);
+    store.insert("taxes".into(), taxes(spec));
+    store.insert("cashOnDelivery".into(), json!(spec.shop.cash_on_delivery));
+    chart_values(store, spec)
+}
+
+/// Medusa: the common shop settings and taxes (cash on delivery is not a Medusa setting).
 fn medusa(spec: &StoreSpec) -> Json {
     let mut store = store_common(spec);
-    let taxes: Vec<Json> = spec
-        .shop
-        .taxes
-        .iter()
-        .map(|t| json!({"name": t.name, "rate": format!("{:.4}", t.rate)}))
-        .collect();
-    store.insert("taxes".into(), Json::Array(taxes));
-    json!({ "existingSecret": CREDENTIALS_SECRET, "store": store, "resources": plan_resources(spec.plan) })
+    store.insert("taxes".into(), taxes(spec));
+    chart_values(store, spec)
 }
 
 /// Deep merge like helm's: tables merge key by key, anything else replaces.
