@@ -110,10 +110,7 @@ fn readiness_goes_false_true_false_across_start_sync_and_shutdown() {
     assert!(wait_for(Duration::from_secs(30), || d.get("/readyz").0 == 200));
 
     // Shutdown during an upgrade: not ready while the helm operation drains.
-    assert!(wait_for(Duration::from_secs(30), || d
-        .get("/stores/alpha")
-        .1
-        .contains("\"Ready\"")));
+    assert!(d.wait_ready("alpha", Duration::from_secs(30)));
     env.clear_helm_log();
     env.api.set_delay(Duration::from_millis(300));
     env.write_store("alpha", "engine = \"woocommerce\"\n[shop]\ntitle = \"Changed\"\n");
@@ -135,10 +132,7 @@ fn status_api_and_http_rules() {
     let env = Env::new(4);
     env.write_store("alpha", SHOP);
     let d = Daemon::start(&env, &[]);
-    assert!(wait_for(Duration::from_secs(30), || d
-        .get("/stores/alpha")
-        .1
-        .contains("\"Ready\"")));
+    assert!(d.wait_ready("alpha", Duration::from_secs(30)));
     let (code, body) = d.get("/stores");
     assert_eq!(code, 200);
     let doc: serde_json::Value = serde_json::from_str(&body).expect("json");

@@ -61,10 +61,7 @@ fn watched_directory_create_edit_delete_each_start_an_action() {
     );
     env.write_store("first", SHOP);
     let d = Daemon::start(&env, &[]);
-    assert!(wait_for(Duration::from_secs(30), || d
-        .get("/stores/first")
-        .1
-        .contains("\"Ready\"")));
+    assert!(d.wait_ready("first", Duration::from_secs(30)));
 
     env.write_store("shop", SHOP);
     assert!(
@@ -72,20 +69,14 @@ fn watched_directory_create_edit_delete_each_start_an_action() {
             == 1),
         "create"
     );
-    assert!(wait_for(Duration::from_secs(30), || d
-        .get("/stores/shop")
-        .1
-        .contains("\"Ready\"")));
+    assert!(d.wait_ready("shop", Duration::from_secs(30)));
     env.write_store("shop", "engine = \"woocommerce\"\n[shop]\ntitle = \"Edited\"\n");
     assert!(
         wait_for(Duration::from_secs(5), || count(&env, "upgrade --install shop")
             == 2),
         "edit"
     );
-    assert!(wait_for(Duration::from_secs(30), || d
-        .get("/stores/shop")
-        .1
-        .contains("\"Ready\"")));
+    assert!(d.wait_ready("shop", Duration::from_secs(30)));
     env.remove_store("shop");
     assert!(
         wait_for(Duration::from_secs(5), || count(&env, "uninstall shop") == 1),
@@ -108,10 +99,7 @@ fn an_atomic_save_and_a_rename_are_each_one_change() {
     );
     env.write_store("a", SHOP);
     let d = Daemon::start(&env, &[]);
-    assert!(wait_for(Duration::from_secs(30), || d
-        .get("/stores/a")
-        .1
-        .contains("\"Ready\"")));
+    assert!(d.wait_ready("a", Duration::from_secs(30)));
 
     // An editor's save: write a temporary file, then rename it over the store file.
     let tmp = env.stores.join(".a.toml.swp");
@@ -127,10 +115,7 @@ fn an_atomic_save_and_a_rename_are_each_one_change() {
         2,
         "exactly one upgrade for one save"
     );
-    assert!(wait_for(Duration::from_secs(30), || d
-        .get("/stores/a")
-        .1
-        .contains("\"Ready\"")));
+    assert!(d.wait_ready("a", Duration::from_secs(30)));
 
     // A rename: store a goes, store b comes.
     std::fs::rename(env.stores.join("a.toml"), env.stores.join("b.toml")).expect("rename");
@@ -172,10 +157,7 @@ fn webhook_applies_commits(remote: &Remote, url: &str) {
     let first = remote.commit(&[("stores.d/one.toml", Some(SHOP))]);
     let env = git_env(url, "10m", Some(&secret_file));
     let d = Daemon::start(&env, &[]);
-    assert!(wait_for(Duration::from_secs(30), || d
-        .get("/stores/one")
-        .1
-        .contains("\"Ready\"")));
+    assert!(d.wait_ready("one", Duration::from_secs(30)));
     assert_eq!(
         env.annotation("store-one", "storekeeper.dev/revision").as_deref(),
         Some(first.as_str())
@@ -208,10 +190,7 @@ fn webhook_applies_commits(remote: &Remote, url: &str) {
         ("X-GitHub-Delivery", "d-2".into()),
     ];
     assert_eq!(post(&d.addr, "/hooks/git", &good, body), 202);
-    assert!(wait_for(Duration::from_secs(10), || d
-        .get("/stores/two")
-        .1
-        .contains("\"Ready\"")));
+    assert!(d.wait_ready("two", Duration::from_secs(10)));
     assert_eq!(
         env.annotation("store-two", "storekeeper.dev/revision").as_deref(),
         Some(second.as_str())
@@ -331,10 +310,7 @@ fn sighup_reloads_a_valid_config_and_keeps_the_old_one_when_invalid() {
     );
     env.write_store("shop", SHOP);
     let d = Daemon::start(&env, &[]);
-    assert!(wait_for(Duration::from_secs(30), || d
-        .get("/stores/shop")
-        .1
-        .contains("\"Ready\"")));
+    assert!(d.wait_ready("shop", Duration::from_secs(30)));
     let good = std::fs::read_to_string(&env.config).expect("config");
 
     std::fs::write(&env.config, format!("{good}\n[bogus]\nkey = 1\n")).expect("write");

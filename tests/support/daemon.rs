@@ -92,6 +92,12 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 impl Daemon {
+    /// Waits until `/stores/{store}` reports the store Ready; false when `limit` passes first.
+    pub fn wait_ready(&self, store: &str, limit: Duration) -> bool {
+        let path = format!("/stores/{store}");
+        super::wait_for(limit, || self.get(&path).1.contains("\"Ready\""))
+    }
+
     /// Everything the daemon logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().map(|l| l.clone()).unwrap_or_default()
