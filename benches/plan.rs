@@ -49,7 +49,7 @@ fn build(n: usize) -> Inputs {
             desired.insert(
                 store.clone(),
                 Ok(Desired {
-                    spec,
+                    spec: spec.into(),
                     hash: hash.clone(),
                 }),
             );

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,7 +15,7 @@ use crate::spec::{SpecError, StoreName, StoreSpec};
 /// A valid store file and its canonical hash.
 #[derive(Debug, Clone)]
 pub struct Desired {
-    pub spec: StoreSpec,
+    pub spec: Arc<StoreSpec>,
     pub hash: String,
 }
 

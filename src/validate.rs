@@ -57,7 +57,7 @@ pub fn validate(paths: &[PathBuf], defaults: &SpecDefaults) -> Report {
         let snap = dir::read_files(root, list, defaults);
         all.push(snap);
     }
-    let mut seen_hosts: Vec<(PathBuf, crate::spec::StoreSpec)> = Vec::new();
+    let mut seen_hosts: Vec<(PathBuf, std::sync::Arc<crate::spec::StoreSpec>)> = Vec::new();
     for snap in &all {
         for err in &snap.unnamed {
             files.push(FileReport {
@@ -71,7 +71,7 @@ pub fn validate(paths: &[PathBuf], defaults: &SpecDefaults) -> Report {
             let path = snap.files.get(name).cloned().unwrap_or_default();
             match result {
                 Ok(spec) => {
-                    seen_hosts.push((path.clone(), spec.clone()));
+                    seen_hosts.push((path.clone(), std::sync::Arc::clone(spec)));
                     files.push(FileReport {
                         path,
                         store: Some(name.to_string()),
@@ -91,7 +91,7 @@ pub fn validate(paths: &[PathBuf], defaults: &SpecDefaults) -> Report {
     }
     if all.len() > 1 {
         let pairs: Vec<(&Path, &crate::spec::StoreSpec)> =
-            seen_hosts.iter().map(|(p, s)| (p.as_path(), s)).collect();
+            seen_hosts.iter().map(|(p, s)| (p.as_path(), &**s)).collect();
         for d in crate::spec::duplicate_hosts(&pairs) {
             if let Some(f) = files.iter_mut().find(|f| f.path == d.file) {
                 f.valid = false;

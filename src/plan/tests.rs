@@ -16,7 +16,7 @@ fn mk_desired(n: &str, extra: &str) -> Desired {
     let spec =
         parse_bytes(Path::new(&format!("{n}.toml")), src.as_bytes(), &d).unwrap_or_else(|e| panic!("{e:?}"));
     Desired {
-        spec,
+        spec: spec.into(),
         hash: format!("hash-{n}"),
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -54,7 +55,7 @@ pub fn read_files(root: &Path, paths: &[PathBuf], defaults: &SpecDefaults) -> Sn
     let mut files = BTreeMap::new();
     let mut unnamed = Vec::new();
     for path in paths {
-        let result = load_inside(root, path, defaults, &mut hasher);
+        let result = load_inside(root, path, defaults, &mut hasher).map(Arc::new);
         match spec::name_from_path(path) {
             Ok(name) => {
                 files.insert(name.clone(), path.clone());
@@ -106,12 +107,12 @@ fn load_inside(
 
 /// A host claimed twice makes the later store (by name) invalid, with a pointer to the first.
 fn mark_duplicate_hosts(
-    stores: &mut BTreeMap<StoreName, Result<spec::StoreSpec, SpecError>>,
+    stores: &mut BTreeMap<StoreName, Result<Arc<spec::StoreSpec>, SpecError>>,
     files: &BTreeMap<StoreName, PathBuf>,
 ) {
     let valid: Vec<(&Path, &spec::StoreSpec)> = stores
         .iter()
-        .filter_map(|(n, r)| Some((files.get(n)?.as_path(), r.as_ref().ok()?)))
+        .filter_map(|(n, r)| Some((files.get(n)?.as_path(), r.as_deref().ok()?)))
         .collect();
     let dups = spec::duplicate_hosts(&valid);
     for d in dups {

@@ -13,6 +13,7 @@ pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::spec::{SpecError, StoreName, StoreSpec};
 
@@ -21,7 +22,9 @@ use crate::spec::{SpecError, StoreName, StoreSpec};
 pub struct Snapshot {
     /// Where the snapshot came from: a Git commit SHA, or `dir:<content hash>`.
     pub revision: String,
-    pub stores: BTreeMap<StoreName, Result<StoreSpec, SpecError>>,
+    /// Specs are shared (`Arc`): a cached source hands out the same spec for an unchanged file,
+    /// so consumers can memoise per-spec work by pointer identity.
+    pub stores: BTreeMap<StoreName, Result<Arc<StoreSpec>, SpecError>>,
     /// Store files whose name is not a valid store name: they cannot be tied to a store, so their
     /// presence blocks every deletion (the file might be a renamed store).
     pub unnamed: Vec<SpecError>,
@@ -31,7 +34,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn specs(&self) -> impl Iterator<Item = &StoreSpec> {
-        self.stores.values().filter_map(|r| r.as_ref().ok())
+        self.stores.values().filter_map(|r| r.as_deref().ok())
     }
 
     pub fn errors(&self) -> impl Iterator<Item = &SpecError> {
