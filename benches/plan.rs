@@ -15,13 +15,15 @@ use storekeeper::cluster::ObservedStore;
 use storekeeper::helm::{ReleaseInfo, ReleaseStatus};
 use storekeeper::plan::{self, Desired, Limits};
 use storekeeper::spec::{self, SpecDefaults, SpecError, StoreName};
+use storekeeper::status::StatusAnnotation;
 
-const READY: &str = r#"{"phase":"Ready","reason":"deployed"}"#;
+fn ready() -> Option<StatusAnnotation> {
+    StatusAnnotation::parse(r#"{"phase":"Ready","reason":"deployed","since":"2026-11-22T14:00:00Z"}"#)
+}
 
 struct Inputs {
     desired: BTreeMap<StoreName, Result<Desired, SpecError>>,
     observed: BTreeMap<StoreName, ObservedStore>,
-    conflicts: BTreeSet<StoreName>,
     releases: BTreeMap<StoreName, Option<ReleaseInfo>>,
     limits: Limits,
 }
@@ -74,10 +76,9 @@ fn build(n: usize) -> Inputs {
                     .into(),
                     applied_hash: Some(applied),
                     revision: Some("dir:0123456789ab".into()),
-                    chart_version: Some("0.1.0".into()),
                     protected: false,
                     ever_ready: true,
-                    status: Some(READY.into()),
+                    status: ready(),
                     terminating: false,
                 },
             );
@@ -96,7 +97,6 @@ fn build(n: usize) -> Inputs {
     Inputs {
         desired,
         observed,
-        conflicts: BTreeSet::new(),
         releases,
         limits: Limits {
             prune: true,
@@ -117,7 +117,7 @@ fn bench_plan(c: &mut Criterion) {
                     desired: &inp.desired,
                     unnamed_files: false,
                     observed: &inp.observed,
-                    conflicts: &inp.conflicts,
+                    conflicts: &BTreeSet::new(),
                     releases: &inp.releases,
                     limits: &inp.limits,
                     now,

@@ -4,7 +4,7 @@
 //! last applied successfully (spec hash, revision, chart version, time, protection) — they are
 //! written only after a successful apply, so "hash equal" means "this exact spec is deployed".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::config::ClusterSettings;
 use crate::spec::{Engine, StoreName};
+use crate::status::{Phase, StatusAnnotation};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "storekeeper";
@@ -39,6 +40,11 @@ pub enum ClusterError {
     Api(#[from] kube::Error),
     #[error("namespace {0} still exists after {1:?}")]
     NotGone(String, Duration),
+    /// Not retryable until a human acts: the namespace belongs to someone else.
+    #[error(
+        "namespace {0} exists without storekeeper's labels; it is never adopted: rename the store or remove the namespace by hand"
+    )]
+    Conflict(String),
 }
 
 impl ClusterError {
@@ -47,6 +53,7 @@ impl ClusterError {
             ClusterError::Config(_) => "kubeconfig",
             ClusterError::Api(_) => "kube_api",
             ClusterError::NotGone(..) => "namespace_not_gone",
+            ClusterError::Conflict(_) => "namespace_conflict",
         }
     }
 }
@@ -79,15 +86,16 @@ pub async fn client(settings: &ClusterSettings) -> Result<Client, ClusterError> 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObservedStore {
     pub namespace: String,
+    /// The namespace's labels, so an upgrade patches them only when the store file changed them.
     pub labels: BTreeMap<String, String>,
     pub applied_hash: Option<String>,
     pub revision: Option<String>,
-    pub chart_version: Option<String>,
     pub protected: bool,
     /// The store was Ready at least once: never uninstall it as "recovery".
     pub ever_ready: bool,
-    /// The status mirror annotation, as JSON text.
-    pub status: Option<String>,
+    /// The status mirror annotation; `None` when missing or unreadable.
+    pub status: Option<StatusAnnotation>,
+    /// The namespace is being deleted (a deletion timestamp or phase Terminating).
     pub terminating: bool,
 }
 
@@ -108,149 +116,229 @@ impl ObservedStore {
                 labels: labels.into_iter().collect(),
                 applied_hash: get(ANN_HASH),
                 revision: get(ANN_REVISION),
-                chart_version: get(ANN_CHART),
                 protected: get(ANN_PROTECT).as_deref() == Some("true"),
                 ever_ready: ann.contains_key(ANN_READY_AT),
-                status: get(ANN_STATUS),
+                status: ann.get(ANN_STATUS).and_then(|s| StatusAnnotation::parse(s)),
                 terminating: meta.deletion_timestamp.is_some()
                     || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"),
             },
         ))
     }
+
+    /// Whether the status annotation says Ready.
+    pub fn is_ready(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.phase == Phase::Ready)
+    }
 }
 
-/// The cluster side of storekeeper: namespaces and credentials.
+/// What one look at the cluster's namespaces shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// Namespaces with our labels, by store.
+    pub stores: BTreeMap<StoreName, ObservedStore>,
+    /// Names of namespaces without our labels: a store whose namespace would be one of them is
+    /// a conflict, never adopted.
+    pub foreign: BTreeSet<String>,
+}
+
+/// Annotations to merge into a namespace; a `None` value removes the key.
+pub type Annotations = BTreeMap<&'static str, Option<String>>;
+
+/// The cluster operations the runner needs: small, so the runner is testable with a fake.
+/// Every error is retryable unless [`ClusterError::Conflict`].
+pub trait ClusterOps: Send + Sync + 'static {
+    /// Every namespace: ours by store, and the names of the others.
+    fn observe(&self) -> impl Future<Output = Result<Observed, ClusterError>> + Send;
+    /// Creates the namespace with our labels (POST; an existing one of ours has its labels
+    /// patched when `labels` differ from `have`). A namespace without our labels is a
+    /// [`ClusterError::Conflict`]: never adopted.
+    fn ensure_namespace(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        have: Option<&BTreeMap<String, String>>,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Creates the credentials Secret once; adds missing keys; never regenerates one.
+    fn ensure_credentials(
+        &self,
+        namespace: &str,
+        engine: Engine,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    fn annotate(
+        &self,
+        namespace: &str,
+        ann: &Annotations,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Deletes the namespace and waits until it is gone.
+    fn delete_namespace(
+        &self,
+        namespace: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+}
+
+/// The cluster side of storekeeper: namespaces and credentials, through the Kubernetes API.
 #[derive(Clone)]
 pub struct Cluster {
     namespaces: Api<Namespace>,
     client: Client,
-    prefix: String,
 }
 
 impl Cluster {
-    pub fn new(client: Client, prefix: &str) -> Self {
+    pub fn new(client: Client) -> Self {
         Cluster {
             namespaces: Api::all(client.clone()),
             client,
-            prefix: prefix.to_string(),
         }
     }
 
-    pub fn namespace_for(&self, store: &StoreName) -> String {
-        format!("{}{}", self.prefix, store)
+    /// The API client (leader election shares it).
+    pub fn client(&self) -> Client {
+        self.client.clone()
     }
 
-    /// Every namespace with our labels: one LIST call.
-    pub async fn observe(&self) -> Result<BTreeMap<StoreName, ObservedStore>, ClusterError> {
-        let lp = ListParams::default().labels(&format!("{MANAGED_BY}={MANAGER},{STORE_LABEL}"));
-        let list = self.namespaces.list(&lp).await?;
-        Ok(list
-            .items
-            .iter()
-            .filter_map(ObservedStore::from_namespace)
-            .collect())
-    }
-
-    /// Whether a namespace of this name exists at all (for conflict detection on new stores).
-    pub async fn namespace_exists(&self, name: &str) -> Result<bool, ClusterError> {
-        Ok(self.namespaces.get_opt(name).await?.is_some())
-    }
-
-    /// Creates the namespace with our labels, or adds them by merge patch (keeping others'
-    /// labels). Writes nothing when the labels are already there.
-    pub async fn ensure_namespace(
+    async fn create_namespace(
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<(), ClusterError> {
-        match self.namespaces.get_opt(name).await? {
-            None => {
-                let ns = Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(name.to_string()),
-                        labels: Some(labels.clone().into_iter().collect()),
-                        ..ObjectMeta::default()
-                    },
-                    ..Namespace::default()
-                };
-                self.namespaces.create(&PostParams::default(), &ns).await?;
-            }
-            Some(ns) => {
-                let have = ns.metadata.labels.unwrap_or_default();
-                if labels.iter().any(|(k, v)| have.get(k) != Some(v)) {
-                    let patch = json!({ "metadata": { "labels": labels } });
-                    self.namespaces
-                        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await?;
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some(labels.clone().into_iter().collect()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        match self.namespaces.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // It exists: ours (a retry after a lost response) or someone else's.
+                let existing = self.namespaces.get(name).await?;
+                let have: BTreeMap<String, String> =
+                    existing.metadata.labels.unwrap_or_default().into_iter().collect();
+                if is_ours(&have) && have.get(STORE_LABEL) == labels.get(STORE_LABEL) {
+                    self.patch_labels(name, labels, &have).await
+                } else {
+                    Err(ClusterError::Conflict(name.to_string()))
                 }
             }
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
-    /// Merge-patches annotations (a `None` value removes the key).
-    pub async fn annotate(
+    async fn patch_labels(
         &self,
         name: &str,
-        ann: &BTreeMap<&str, Option<String>>,
+        labels: &BTreeMap<String, String>,
+        have: &BTreeMap<String, String>,
     ) -> Result<(), ClusterError> {
-        let patch = json!({ "metadata": { "annotations": ann } });
+        if labels.iter().all(|(k, v)| have.get(k) == Some(v)) {
+            return Ok(());
+        }
+        let patch = json!({ "metadata": { "labels": labels } });
         self.namespaces
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         Ok(())
     }
 
-    /// Creates the store's credentials Secret once. Existing keys are never regenerated (a new
-    /// database password would lock the store out of its own data); missing keys are added.
-    pub async fn ensure_credentials(&self, namespace: &str, engine: Engine) -> Result<(), ClusterError> {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let keys = credential_keys(engine);
-        match secrets.get_opt(crate::values::CREDENTIALS_SECRET).await? {
-            None => {
-                let data = keys
-                    .iter()
-                    .map(|k| (k.to_string(), ByteString(generate_secret().into_bytes())))
-                    .collect();
-                let secret = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(crate::values::CREDENTIALS_SECRET.into()),
-                        namespace: Some(namespace.into()),
-                        labels: Some([(MANAGED_BY.to_string(), MANAGER.to_string())].into()),
-                        annotations: Some(
-                            [("helm.sh/resource-policy".to_string(), "keep".to_string())].into(),
-                        ),
-                        ..ObjectMeta::default()
-                    },
-                    data: Some(data),
-                    ..Secret::default()
-                };
-                secrets.create(&PostParams::default(), &secret).await?;
-            }
-            Some(existing) => {
-                let have = existing.data.unwrap_or_default();
-                let missing: BTreeMap<String, String> = keys
-                    .iter()
-                    .filter(|k| !have.contains_key(**k))
-                    .map(|k| (k.to_string(), generate_secret()))
-                    .collect();
-                if !missing.is_empty() {
-                    let patch = json!({ "stringData": missing });
-                    secrets
-                        .patch(
-                            crate::values::CREDENTIALS_SECRET,
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await?;
+    async fn create_credentials(
+        &self,
+        secrets: &Api<Secret>,
+        namespace: &str,
+        keys: &[&str],
+    ) -> Result<(), ClusterError> {
+        let data = keys
+            .iter()
+            .map(|k| (k.to_string(), ByteString(generate_secret().into_bytes())))
+            .collect();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(crate::values::CREDENTIALS_SECRET.into()),
+                namespace: Some(namespace.into()),
+                labels: Some([(MANAGED_BY.to_string(), MANAGER.to_string())].into()),
+                annotations: Some([("helm.sh/resource-policy".to_string(), "keep".to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(data),
+            ..Secret::default()
+        };
+        secrets.create(&PostParams::default(), &secret).await?;
+        Ok(())
+    }
+}
+
+fn is_ours(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(MANAGED_BY).map(String::as_str) == Some(MANAGER) && labels.contains_key(STORE_LABEL)
+}
+
+impl ClusterOps for Cluster {
+    /// One LIST of all namespaces (no per-store GET: foreign ones are known from it).
+    async fn observe(&self) -> Result<Observed, ClusterError> {
+        let list = self.namespaces.list(&ListParams::default()).await?;
+        let mut observed = Observed::default();
+        for ns in &list.items {
+            match ObservedStore::from_namespace(ns) {
+                Some((name, o)) => {
+                    observed.stores.insert(name, o);
+                }
+                None => {
+                    observed
+                        .foreign
+                        .insert(ns.metadata.name.clone().unwrap_or_default());
                 }
             }
+        }
+        Ok(observed)
+    }
+
+    async fn ensure_namespace(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        have: Option<&BTreeMap<String, String>>,
+    ) -> Result<(), ClusterError> {
+        match have {
+            Some(have) => self.patch_labels(name, labels, have).await,
+            None => self.create_namespace(name, labels).await,
+        }
+    }
+
+    async fn ensure_credentials(&self, namespace: &str, engine: Engine) -> Result<(), ClusterError> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let keys = credential_keys(engine);
+        let Some(existing) = secrets.get_opt(crate::values::CREDENTIALS_SECRET).await? else {
+            return self.create_credentials(&secrets, namespace, keys).await;
+        };
+        let have = existing.data.unwrap_or_default();
+        let missing: BTreeMap<String, String> = keys
+            .iter()
+            .filter(|k| !have.contains_key(**k))
+            .map(|k| (k.to_string(), generate_secret()))
+            .collect();
+        if !missing.is_empty() {
+            let patch = json!({ "stringData": missing });
+            secrets
+                .patch(
+                    crate::values::CREDENTIALS_SECRET,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
         }
         Ok(())
     }
 
-    /// Deletes the namespace and waits until the API no longer has it.
-    pub async fn delete_namespace(&self, name: &str, timeout: Duration) -> Result<(), ClusterError> {
+    async fn annotate(&self, namespace: &str, ann: &Annotations) -> Result<(), ClusterError> {
+        let patch = json!({ "metadata": { "annotations": ann } });
+        self.namespaces
+            .patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_namespace(&self, name: &str, timeout: Duration) -> Result<(), ClusterError> {
         match self.namespaces.delete(name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),

@@ -3,91 +3,53 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::warn;
 
 use storekeeper::config::Settings;
 use storekeeper::daemon;
-use storekeeper::plan::{Action, Skip};
-use storekeeper::reconcile::{Reconciler, values_diff};
-use storekeeper::values;
+use storekeeper::metrics::Metrics;
+use storekeeper::plan::{Action, Skip, Step};
+use storekeeper::reconcile::{self, Planner};
+use storekeeper::record::{Recorder, Statuses};
+use storekeeper::runner::Runner;
 
 /// `storekeeper plan`: exit 0 no changes, 2 changes pending, 1 error.
 pub async fn plan(settings: Settings, json_out: bool) -> anyhow::Result<ExitCode> {
     let snapshot = daemon::read_source(&settings)?;
-    let rec = Reconciler::connect(settings, Arc::default()).await?;
-    let planned = rec.plan(&snapshot, false).await?;
+    let (cluster, helm) = daemon::connect_once(&settings, &Arc::default()).await?;
+    let planner = Planner::new(settings, cluster, Arc::clone(&helm));
+    let planned = planner.plan(&snapshot, false, &BTreeSet::new(), 0).await?;
     let mut rows = Vec::new();
-    for step in &planned.steps {
+    for work in &planned.works {
         let mut diff = None;
-        if matches!(step.action, Action::Upgrade | Action::Recover(_))
-            && let (Some(Ok((desired, generated))), Some(o)) = (
-                planned.desired.get(&step.store),
-                planned.observed.get(&step.store),
-            )
+        if let (Action::Upgrade | Action::Recover(_), Some(new), Some(o)) =
+            (work.step.action, reconcile::desired_values(work), &work.observed)
         {
-            let mut new = planned
-                .charts
-                .get(desired.spec.engine.as_str())
-                .map(|c| c.extra.clone())
-                .unwrap_or_else(|| json!({}));
-            values::merge(&mut new, generated);
-            let old = match rec.helm.get_values(step.store.as_str(), &o.namespace).await {
+            let old = match helm.get_values(work.step.store.as_str(), &o.namespace).await {
                 Ok(v) => v,
                 Err(e) => {
-                    warn!(store = %step.store, error = %e, "cannot read deployed values");
+                    warn!(store = %work.step.store, error = %e, "cannot read deployed values");
                     json!({})
                 }
             };
-            diff = Some(values_diff(&old, &new));
+            diff = Some(reconcile::values_diff(&old, &new));
         }
-        rows.push((step, diff));
+        rows.push((&work.step, diff));
     }
-    let changes = planned.steps.iter().filter(|s| s.action.is_change()).count();
+    let changes = rows.iter().filter(|(s, _)| s.action.is_change()).count();
     if json_out {
         let steps: Vec<_> = rows
             .iter()
             .map(|(s, diff)| json!({"store": s.store, "action": s.action, "reason": s.reason, "diff": diff}))
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"revision": planned.revision, "changes": changes, "steps": steps})
-            )?
-        );
+        let doc = json!({"revision": &*planned.revision, "changes": changes, "steps": steps});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        println!("Plan for revision {}:", planned.revision);
-        for (s, diff) in &rows {
-            let sign = match s.action {
-                Action::Create => "+",
-                Action::Upgrade | Action::Recover(_) => "~",
-                Action::Delete => "-",
-                Action::Noop => "=",
-                Action::Skip(Skip::Invalid | Skip::Conflict | Skip::Guarded(_)) => "!",
-                Action::Skip(_) => " ",
-            };
-            println!(
-                "  {sign} {:<24} {:<28} {}",
-                s.store.as_str(),
-                s.action.to_string(),
-                s.reason
-            );
-            if let Some(d) = diff {
-                for line in d.lines() {
-                    println!("      {line}");
-                }
-            }
-        }
-        let count = |f: fn(Action) -> bool| planned.steps.iter().filter(|s| f(s.action)).count();
-        println!(
-            "{} to create, {} to upgrade or recover, {} to delete, {} unchanged, {} skipped.",
-            count(|a| a == Action::Create),
-            count(|a| matches!(a, Action::Upgrade | Action::Recover(_))),
-            count(|a| a == Action::Delete),
-            count(|a| a == Action::Noop),
-            count(|a| matches!(a, Action::Skip(_))),
-        );
+        print_plan(&planned.revision, &rows);
     }
     Ok(if changes == 0 {
         ExitCode::SUCCESS
@@ -96,36 +58,90 @@ pub async fn plan(settings: Settings, json_out: bool) -> anyhow::Result<ExitCode
     })
 }
 
-/// `storekeeper apply`: one cycle, a summary, exit 1 when any store failed.
-pub async fn apply(settings: Settings, resync: bool) -> anyhow::Result<ExitCode> {
-    let snapshot = daemon::read_source(&settings)?;
-    let rec = Arc::new(Reconciler::connect(settings, Arc::default()).await?);
-    let planned = rec.plan(&snapshot, resync).await?;
-    let (_tx, rx) = watch::channel(false);
-    let outcomes = rec.execute(planned, &rx).await;
-    let mut failed = 0;
-    for o in &outcomes {
-        let result = match &o.result {
-            Ok(()) => "ok".to_string(),
-            Err(e) => {
-                failed += 1;
-                format!("FAILED: {e}")
-            }
+fn print_plan(revision: &str, rows: &[(&Step, Option<String>)]) {
+    println!("Plan for revision {revision}:");
+    for (s, diff) in rows {
+        let sign = match s.action {
+            Action::Create => "+",
+            Action::Upgrade | Action::Recover(_) => "~",
+            Action::Delete => "-",
+            Action::Noop => "=",
+            Action::Skip(Skip::Invalid | Skip::Conflict | Skip::Guarded(_)) => "!",
+            Action::Skip(_) => " ",
         };
         println!(
-            "{:<24} {:<28} {}",
-            o.step.store.as_str(),
-            o.step.action.to_string(),
-            result
+            "  {sign} {:<24} {:<28} {}",
+            s.store.as_str(),
+            s.action.to_string(),
+            s.reason
+        );
+        for line in diff.iter().flat_map(|d| d.lines()) {
+            println!("      {line}");
+        }
+    }
+    let count = |f: fn(Action) -> bool| rows.iter().filter(|(s, _)| f(s.action)).count();
+    println!(
+        "{} to create, {} to upgrade or recover, {} to delete, {} unchanged, {} skipped.",
+        count(|a| a == Action::Create),
+        count(|a| matches!(a, Action::Upgrade | Action::Recover(_))),
+        count(|a| a == Action::Delete),
+        count(|a| a == Action::Noop),
+        count(|a| matches!(a, Action::Skip(_))),
+    );
+}
+
+/// `storekeeper apply`: one plan carried out through the runner, a summary, exit 1 when any
+/// store failed. Failed stores are not retried (that is the daemon's job).
+pub async fn apply(settings: Settings, resync: bool) -> anyhow::Result<ExitCode> {
+    let snapshot = daemon::read_source(&settings)?;
+    let metrics = Arc::new(Metrics::new());
+    let (cluster, helm) = daemon::connect_once(&settings, &metrics).await?;
+    let recorder = Arc::new(Recorder::new(
+        Arc::clone(&cluster),
+        Arc::clone(&metrics),
+        Statuses::default(),
+    ));
+    let runner = Arc::new(Runner::new(
+        daemon::executor(&settings, &cluster, &helm, &recorder, &metrics),
+        settings.helm.max_concurrent.get(),
+        None,
+    ));
+    let planner = Planner::new(settings, cluster, helm);
+    let planned = planner
+        .plan(&snapshot, resync, &BTreeSet::new(), runner.epoch())
+        .await?;
+    let steps: Vec<Step> = planned.works.iter().map(|w| w.step.clone()).collect();
+    runner.submit(planned).await;
+    let (_stop, stop_rx) = watch::channel(false);
+    let (_leading, leading_rx) = watch::channel(true);
+    Arc::clone(&runner).run(stop_rx, leading_rx, true).await;
+    let ops: BTreeMap<_, _> = recorder
+        .operations()
+        .into_iter()
+        .map(|o| (o.store.clone(), o))
+        .collect();
+    let (mut failed, mut changed) = (0, 0);
+    for step in &steps {
+        let result = match ops.get(&step.store) {
+            Some(o) if o.result != "ok" => {
+                failed += 1;
+                format!("FAILED: {}", o.message)
+            }
+            Some(_) => {
+                changed += 1;
+                "ok".to_string()
+            }
+            None => "ok".to_string(),
+        };
+        println!(
+            "{:<24} {:<28} {result}",
+            step.store.as_str(),
+            step.action.to_string()
         );
     }
-    let changed = outcomes
-        .iter()
-        .filter(|o| o.step.action.is_change() && o.result.is_ok())
-        .count();
     println!(
         "{changed} change(s) applied, {failed} failed, {} store(s) in total.",
-        outcomes.len()
+        steps.len()
     );
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -191,22 +207,20 @@ pub async fn status(
     json_out: bool,
 ) -> anyhow::Result<ExitCode> {
     let doc = if from_cluster {
+        use storekeeper::cluster::ClusterOps;
         let client = storekeeper::cluster::client(&settings.cluster).await?;
-        let cluster = storekeeper::cluster::Cluster::new(client, &settings.cluster.namespace_prefix);
-        let observed = cluster.observe().await?;
+        let observed = storekeeper::cluster::Cluster::new(client).observe().await?;
         let stores: Vec<_> = observed
+            .stores
             .iter()
             .map(|(name, o)| {
-                let st: serde_json::Value = o
-                    .status
-                    .as_deref()
-                    .and_then(|s| serde_json::from_str(s).ok())
-                    .unwrap_or_else(|| json!({}));
+                let st = o.status.as_ref();
                 json!({
                     "name": name,
-                    "phase": st["phase"],
-                    "reason": st["reason"],
-                    "last_transition": st["since"],
+                    "phase": st.map(|s| s.phase.as_str()),
+                    "reason": st.map(|s| &s.reason),
+                    "last_transition": st.map(|s| s.since.to_string()),
+                    "last_error": st.and_then(|s| s.error.as_ref()),
                     "revision": o.revision,
                     "protected": o.protected,
                 })

@@ -110,6 +110,22 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// What the store-file parser needs from the daemon config. The one place it is built.
+    pub fn spec_defaults(&self) -> crate::spec::SpecDefaults {
+        crate::spec::SpecDefaults {
+            base_domain: self.cluster.base_domain.clone(),
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The namespace a store lives in: `<namespace_prefix><name>`.
+    pub fn namespace_for(&self, store: &crate::spec::StoreName) -> String {
+        format!("{}{}", self.namespace_prefix, store)
+    }
+}
+
 /// Why a config could not be loaded; carries compiler-style diagnostics.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid daemon config {}", .file.display())]
@@ -250,9 +266,19 @@ fn leader_settings(raw: RawLeader) -> Result<Option<LeaderSettings>, (&'static s
             "leader_election.renew_every must be shorter than lease_duration".into(),
         ));
     }
+    let namespace = raw.namespace.unwrap_or_else(|| "storekeeper".into());
+    let lease_name = raw.lease_name.unwrap_or_else(|| "storekeeper-leader".into());
+    for (field, value) in [
+        ("leader_election.namespace", &namespace),
+        ("leader_election.lease_name", &lease_name),
+    ] {
+        if value.trim().is_empty() {
+            return Err((field, format!("{field} must not be empty")));
+        }
+    }
     Ok(Some(LeaderSettings {
-        namespace: raw.namespace.unwrap_or_else(|| "storekeeper".into()),
-        lease_name: raw.lease_name.unwrap_or_else(|| "storekeeper-leader".into()),
+        namespace,
+        lease_name,
         lease_duration,
         renew_every,
     }))
@@ -507,6 +533,16 @@ mod tests {
         let src = "[source.git]\nurl = \"u\"\nbranch = \"a\"\ntag = \"b\"\n";
         assert!(Settings::parse(Path::new("c"), src).is_err());
         assert!(Settings::parse(Path::new("c"), "[helm]\nmax_concurrent = 0\n").is_err());
+    }
+
+    #[test]
+    fn leader_election_settings_are_checked_here_once() {
+        let on = "[leader_election]\nenabled = true\n";
+        assert!(Settings::parse(Path::new("c"), on).is_ok_and(|s| s.leader_election.is_some()));
+        let e = Settings::parse(Path::new("c"), &format!("{on}renew_every = \"15s\"\n")).expect_err("renew");
+        assert_eq!(e.diagnostics[0].field, "leader_election.renew_every");
+        let e = Settings::parse(Path::new("c"), &format!("{on}lease_name = \" \"\n")).expect_err("empty");
+        assert_eq!(e.diagnostics[0].field, "leader_election.lease_name");
     }
 
     #[test]

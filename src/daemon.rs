@@ -1,8 +1,10 @@
-//! The daemon behind `storekeeper run`: read the source, plan, execute, wait for a trigger or
-//! the interval, repeat — with the HTTP server, readiness, metrics and systemd notifications.
+//! The daemon behind `storekeeper run`: wiring. The planning loop reads the source, observes
+//! the cluster and hands the plan to the runner; it wakes on a file event, a webhook, SIGHUP,
+//! the interval, or the end of an operation, and never waits on helm. The runner starts each
+//! store's work on its own (see [`crate::runner`]).
 //!
 //! An unreadable source keeps the last good snapshot in force (never "no stores"). The first
-//! cycle and every `resync_interval` read release state for every store to heal drift.
+//! plan and every `resync_interval` read release state for every store to heal drift.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,19 +12,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
 
+use crate::cluster::{self, Cluster};
 use crate::config::{Settings, SourceSettings};
-use crate::leader::{self, Leader, LeaderConfig};
+use crate::execute::Executor;
+use crate::helm::Helm;
+use crate::leader::{Leader, LeaderConfig};
 use crate::metrics::Metrics;
-use crate::reconcile::Reconciler;
+use crate::reconcile::Planner;
+use crate::record::{Recorder, Statuses};
+use crate::runner::Runner;
 use crate::sdnotify::{self, Notifier};
 use crate::server::{self, AppState, Health, WebhookHandler, WebhookReject};
 use crate::source::live::Source;
 use crate::source::webhook::{RateLimiter, ReplayGuard, WebhookError};
 use crate::source::{self, Snapshot};
-use crate::spec::{SpecDefaults, StoreName};
 use crate::status::Phase;
+
+/// The runner and planner the daemon and the one-shot commands use.
+pub type LiveRunner = Runner<Cluster, Helm>;
+pub type LivePlanner = Planner<Cluster, Helm>;
 
 /// Reads the configured source once (for `plan` and `apply`).
 pub fn read_source(settings: &Settings) -> anyhow::Result<Snapshot> {
@@ -35,15 +46,6 @@ pub struct Reload {
     pub load: Box<dyn Fn() -> anyhow::Result<Settings> + Send>,
 }
 
-/// Handles the daemon's pieces share.
-pub struct Daemon {
-    pub settings: Settings,
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<Health>,
-    /// Wakes the loop early (file watcher, webhook).
-    pub trigger: (mpsc::Sender<()>, mpsc::Receiver<()>),
-}
-
 /// How long a source may go unread before readiness says stale: three missed reads.
 fn stale_after(settings: &Settings) -> Duration {
     let interval = match &settings.source {
@@ -53,203 +55,245 @@ fn stale_after(settings: &Settings) -> Duration {
     interval * 3
 }
 
+/// The planning loop ticks at least every interval and never waits on helm; a Git fetch has
+/// its own timeout. Past this, `/healthz` fails.
+fn alive_after(settings: &Settings) -> Duration {
+    settings.reconcile.interval * 3 + Duration::from_secs(120)
+}
+
+/// Connects to the cluster: the helm binary first (a wrong binary is a config error and fatal),
+/// then the API client, retried with backoff until it works or shutdown begins, each attempt
+/// logged and shown by `/readyz`. `None`: shutdown came first.
+pub async fn connect(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    health: &Health,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<(Arc<Cluster>, Arc<Helm>)>> {
+    let helm = detect_helm(settings, metrics).await?;
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1u32.. {
+        match cluster::client(&settings.cluster).await {
+            Ok(client) => return Ok(Some((Arc::new(Cluster::new(client)), Arc::new(helm)))),
+            Err(e) => {
+                health.cluster_failed(e.to_string());
+                warn!(attempt, error = %e, retry_in_s = delay.as_secs(), "cannot connect to the cluster; retrying");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|s| *s) => return Ok(None),
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+    Ok(None)
+}
+
+/// The configured helm binary, its major version detected, counted in `metrics`.
+async fn detect_helm(settings: &Settings, metrics: &Arc<Metrics>) -> anyhow::Result<Helm> {
+    let helm = Helm::detect(
+        &settings.helm.binary,
+        settings.cluster.kubeconfig.as_deref(),
+        settings.cluster.context.as_deref(),
+        settings.helm.timeout,
+    )
+    .await?;
+    Ok(helm.with_metrics(Arc::clone(metrics)))
+}
+
+/// Connects once, for the one-shot commands (`plan`, `apply`): no retry, the error is the answer.
+pub async fn connect_once(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<Cluster>, Arc<Helm>)> {
+    let helm = detect_helm(settings, metrics).await?;
+    let client = cluster::client(&settings.cluster).await?;
+    Ok((Arc::new(Cluster::new(client)), Arc::new(helm)))
+}
+
+/// Builds the executor for a connection.
+pub fn executor(
+    settings: &Settings,
+    cluster: &Arc<Cluster>,
+    helm: &Arc<Helm>,
+    recorder: &Arc<Recorder<Cluster>>,
+    metrics: &Arc<Metrics>,
+) -> Executor<Cluster, Helm> {
+    Executor {
+        cluster: Arc::clone(cluster),
+        helm: Arc::clone(helm),
+        recorder: Arc::clone(recorder),
+        metrics: Arc::clone(metrics),
+        delete_timeout: settings.helm.timeout,
+    }
+}
+
 /// Runs until `shutdown` turns true; in-flight operations finish before it returns.
 /// `bound` receives the HTTP server's address once it listens.
 pub async fn run(
     settings: Settings,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
     bound: oneshot::Sender<SocketAddr>,
     reload: Option<Reload>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    // The loop must tick at least once per cycle; a cycle may run helm operations back to back.
-    let alive_after = settings.helm.timeout * 2 + settings.reconcile.interval * 2 + Duration::from_secs(60);
-    let health = Arc::new(Health::new(stale_after(&settings), alive_after));
-    let (tx, rx) = mpsc::channel(1);
-    let daemon = Daemon {
-        settings,
-        metrics,
-        health,
-        trigger: (tx, rx),
+    let health = Arc::new(Health::new(stale_after(&settings), alive_after(&settings)));
+    let statuses: Statuses = Arc::default();
+    // Two wake-up paths: file events and webhooks wake the source reader; a new snapshot and
+    // the end of an operation wake the planner.
+    let (plan_tx, plan_rx) = mpsc::channel(1);
+    let reader = SourceReader {
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+        source_revision: Arc::default(),
+        snapshots: Arc::new(watch::channel(None).0),
+        plan: plan_tx.clone(),
     };
-    daemon.run(shutdown, bound, reload).await
+    let (source, wake) = reader.open(&settings);
+    let state = AppState {
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+        statuses: Arc::clone(&statuses),
+        source_revision: Arc::clone(&reader.source_revision),
+        webhook: webhook_handler(&settings, &source, wake.tx.clone())?,
+    };
+    // The server outlives the drain (so /readyz can say "shutting down"); it stops last.
+    let (server_stop, server_stop_rx) = watch::channel(false);
+    let server = tokio::spawn(server::serve(settings.http.listen, state, server_stop_rx, bound));
+    let side = SideTasks::spawn(&health, &shutdown, server_stop);
+    // The source is read from the start, so /stores and /readyz tell about it while the
+    // cluster is still out of reach.
+    let source_task = reader.spawn(&settings, source, wake, shutdown.clone());
+    metrics.up.set(1);
+    let result = match connect(&settings, &metrics, &health, &mut shutdown).await? {
+        None => Ok(()),
+        Some(conn) => {
+            let notifier = side.notifier.clone();
+            let lp = Loop::new(settings, conn, reader, source_task, statuses, plan_tx, notifier);
+            lp.run(shutdown, plan_rx, reload, server).await
+        }
+    };
+    health.shutting_down();
+    metrics.up.set(0);
+    side.stop();
+    info!("storekeeper stopped");
+    result
 }
 
-impl Daemon {
-    pub async fn run(
-        self,
-        mut shutdown: watch::Receiver<bool>,
-        bound: oneshot::Sender<SocketAddr>,
-        mut reload: Option<Reload>,
-    ) -> anyhow::Result<()> {
-        let Daemon {
-            settings,
-            metrics,
-            health,
-            trigger: (trigger_tx, mut trigger_rx),
-        } = self;
-        let (mut source, watch_error) = Source::open(&settings, trigger_tx.clone());
-        if let Some(e) = watch_error {
-            metrics.source_errors.with_label_values(&[e.kind()]).inc();
-            warn!(error = %e, "cannot watch the store directory; re-reading it every interval instead");
-        }
-        let webhook = webhook_handler(&settings, &source, trigger_tx.clone())?;
-        let notifier = Notifier::from_env();
-        let statuses = Arc::new(Mutex::new(BTreeMap::new()));
-        let source_revision = Arc::new(Mutex::new(None));
-        let state = AppState {
-            metrics: Arc::clone(&metrics),
-            health: Arc::clone(&health),
-            statuses: Arc::clone(&statuses),
-            source_revision: Arc::clone(&source_revision),
-            webhook,
-        };
-        // The server outlives the loop's drain (so /readyz can say "shutting down"); it stops
-        // when the loop has finished.
-        let (server_stop, server_stop_rx) = watch::channel(false);
-        let server = tokio::spawn(server::serve(settings.http.listen, state, server_stop_rx, bound));
-        // Readiness turns false the moment shutdown begins, while in-flight work drains.
-        let drain_watch = {
-            let (health, mut shutdown) = (Arc::clone(&health), shutdown.clone());
-            tokio::spawn(async move {
-                while !*shutdown.borrow() {
-                    if shutdown.changed().await.is_err() {
-                        break;
-                    }
-                }
-                health.shutting_down();
-            })
-        };
-        let watchdog = spawn_watchdog(notifier.clone(), Arc::clone(&health), shutdown.clone());
+/// The daemon's helpers beside the loop: readiness off at the first signal, the systemd
+/// watchdog, and the HTTP server's stop switch (the server stops last).
+struct SideTasks {
+    notifier: Option<Notifier>,
+    drain_watch: JoinHandle<()>,
+    watchdog: JoinHandle<()>,
+    server_stop: watch::Sender<bool>,
+}
 
-        let mut rec = Reconciler::connect(settings, Arc::clone(&metrics)).await?;
-        rec.status = Arc::clone(&statuses);
-        let mut rec = Arc::new(rec);
-        // With leader election, only the lease holder plans and acts; a standby keeps reading
-        // the source and stays ready, so a rolling update never stalls on it.
-        let (drained_tx, drained_rx) = watch::channel(false);
-        let mut always_leader = None;
-        let mut leading = match &rec.settings.leader_election {
-            Some(l) => {
-                let config = LeaderConfig {
-                    namespace: l.namespace.clone(),
-                    name: l.lease_name.clone(),
-                    identity: std::env::var("POD_NAME").unwrap_or_else(|_| leader::default_identity()),
-                    lease_duration: l.lease_duration,
-                    renew_every: l.renew_every,
-                };
-                config.validate()?;
-                info!(identity = %config.identity, lease = %config.name, "leader election on");
-                let client = crate::cluster::client(&rec.settings.cluster).await?;
-                // The lease is released only after in-flight helm work has drained.
-                Leader::new(client, config).spawn(drained_rx)
-            }
-            None => {
-                // Always the leader; the sender lives as long as the loop, so `changed()` never
-                // fires (a dropped sender would make it return at once and spin the loop).
-                let (tx, rx) = watch::channel(true);
-                always_leader = Some(tx);
-                rx
-            }
-        };
-        info!(helm_major = rec.helm.major(), "storekeeper started");
-        metrics.up.set(1);
-        let mut last_good: Option<Snapshot> = None;
-        let mut last_resync: Option<Instant> = None;
-        let mut announced_ready = false;
-        let mut last_summary = String::new();
+impl SideTasks {
+    fn spawn(
+        health: &Arc<Health>,
+        shutdown: &watch::Receiver<bool>,
+        server_stop: watch::Sender<bool>,
+    ) -> SideTasks {
+        let notifier = Notifier::from_env();
+        SideTasks {
+            drain_watch: spawn_drain_watch(Arc::clone(health), shutdown.clone()),
+            watchdog: spawn_watchdog(notifier.clone(), Arc::clone(health), shutdown.clone()),
+            notifier,
+            server_stop,
+        }
+    }
+
+    fn stop(self) {
+        if let Some(n) = &self.notifier
+            && let Err(e) = n.stopping()
+        {
+            warn!(error = %e, "cannot notify systemd");
+        }
+        self.watchdog.abort();
+        self.drain_watch.abort();
+        let _ = self.server_stop.send(true);
+    }
+}
+
+/// The planning loop and everything it owns.
+struct Loop {
+    settings: Settings,
+    planner: LivePlanner,
+    cluster: Arc<Cluster>,
+    helm: Arc<Helm>,
+    runner: Arc<LiveRunner>,
+    recorder: Arc<Recorder<Cluster>>,
+    reader: SourceReader,
+    source_task: JoinHandle<()>,
+    /// The last good snapshot, published by the source reader.
+    snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    notifier: Option<Notifier>,
+    last_resync: Option<Instant>,
+    announced_ready: bool,
+    last_summary: String,
+}
+
+/// Why the loop ended early: a part of the daemon that must not die did.
+fn fatal(what: &str) -> anyhow::Error {
+    error!("{what}; stopping after in-flight operations finish");
+    anyhow::anyhow!("{what}")
+}
+
+impl Loop {
+    fn new(
+        settings: Settings,
+        (cluster, helm): (Arc<Cluster>, Arc<Helm>),
+        reader: SourceReader,
+        source_task: JoinHandle<()>,
+        statuses: Statuses,
+        plan: mpsc::Sender<()>,
+        notifier: Option<Notifier>,
+    ) -> Loop {
+        let metrics = Arc::clone(&reader.metrics);
+        let recorder = Arc::new(Recorder::new(
+            Arc::clone(&cluster),
+            Arc::clone(&metrics),
+            statuses,
+        ));
+        let exec = executor(&settings, &cluster, &helm, &recorder, &metrics);
+        let runner = Arc::new(Runner::new(exec, settings.helm.max_concurrent.get(), Some(plan)));
+        Loop {
+            planner: Planner::new(settings.clone(), Arc::clone(&cluster), Arc::clone(&helm)),
+            snapshots: reader.snapshots.subscribe(),
+            health: Arc::clone(&reader.health),
+            settings,
+            cluster,
+            helm,
+            runner,
+            recorder,
+            reader,
+            source_task,
+            metrics,
+            notifier,
+            last_resync: None,
+            announced_ready: false,
+            last_summary: String::new(),
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        mut trigger_rx: mpsc::Receiver<()>,
+        mut reload: Option<Reload>,
+        mut server: JoinHandle<std::io::Result<()>>,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (drained_tx, mut leading) = self.start_leader();
+        let runner = tokio::spawn(Arc::clone(&self.runner).run(stop_rx, leading.clone(), false));
+        info!(helm_major = self.helm.major(), "storekeeper started");
+        let mut outcome = Ok(());
         while !*shutdown.borrow() {
-            // The HTTP server never returns on its own: if it did (e.g. the port is taken),
-            // stop rather than run without health endpoints nobody would notice are gone.
-            if server.is_finished() {
-                let why = match server.await {
-                    Ok(Err(e)) => e.to_string(),
-                    Ok(Ok(())) => "stopped".to_string(),
-                    Err(e) => e.to_string(),
-                };
-                anyhow::bail!("HTTP server on {} failed: {why}", rec.settings.http.listen);
-            }
-            let (interval, resync_interval) = (
-                rec.settings.reconcile.interval,
-                rec.settings.reconcile.resync_interval,
-            );
-            health.heartbeat();
-            let started = Instant::now();
             let leader = *leading.borrow();
-            metrics.leader.set(i64::from(leader));
-            let defaults = SpecDefaults {
-                base_domain: rec.settings.cluster.base_domain.clone(),
-            };
-            match source.read(&defaults).await {
-                None => {}
-                Some(Ok(s)) => {
-                    health.source_succeeded();
-                    metrics.source_last_success.set(unix_now());
-                    if let Ok(mut r) = source_revision.lock() {
-                        *r = Some(s.revision.clone());
-                    }
-                    last_good = Some(s);
-                }
-                Some(Err(e)) => {
-                    metrics.source_errors.with_label_values(&[e.kind()]).inc();
-                    warn!(error = %e, "cannot read the source; keeping the last good snapshot");
-                }
-            }
-            if !leader {
-                health.cluster_succeeded();
-            } else if let Some(snapshot) = &last_good {
-                metrics.set_spec_errors(
-                    &snapshot
-                        .stores
-                        .iter()
-                        .filter_map(|(n, r)| r.as_ref().err().map(|e| (n.clone(), e.diagnostics.len())))
-                        .collect(),
-                );
-                let resync = last_resync.is_none_or(|t| t.elapsed() >= resync_interval);
-                match rec.plan(snapshot, resync).await {
-                    Ok(planned) => {
-                        health.cluster_succeeded();
-                        if resync {
-                            last_resync = Some(Instant::now());
-                        }
-                        let outcomes = rec.execute(planned, &shutdown).await;
-                        let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
-                        for o in outcomes.iter().filter(|o| o.step.action.is_change()) {
-                            match &o.result {
-                                Ok(()) => info!(store = %o.step.store, action = o.step.action.code(), "Done"),
-                                Err(e) => {
-                                    warn!(store = %o.step.store, action = o.step.action.code(), error = %e, "Failed")
-                                }
-                            }
-                        }
-                        let result = if failed == 0 { "ok" } else { "partial" };
-                        metrics.reconcile_cycles.with_label_values(&[result]).inc();
-                    }
-                    Err(e) => {
-                        metrics.reconcile_cycles.with_label_values(&["error"]).inc();
-                        warn!(error = %e, code = e.code(), "cannot plan this cycle");
-                    }
-                }
-                metrics
-                    .reconcile_duration
-                    .observe(started.elapsed().as_secs_f64());
-                publish_store_metrics(&rec, &metrics);
-                let summary = summary(&rec);
-                if let Some(n) = &notifier {
-                    let sent = if !announced_ready && health.ready().is_ok() {
-                        announced_ready = true;
-                        n.ready(&summary)
-                    } else if summary != last_summary {
-                        n.status(&summary)
-                    } else {
-                        Ok(())
-                    };
-                    if let Err(e) = sent {
-                        warn!(error = %e, "cannot notify systemd");
-                    }
-                }
-                last_summary = summary;
-            }
+            self.tick(leader).await;
             let reload_signal = async {
                 match reload.as_mut() {
                     Some(r) => r.signals.recv().await,
@@ -257,59 +301,287 @@ impl Daemon {
                 }
             };
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(self.settings.reconcile.interval) => {}
                 _ = trigger_rx.recv() => {}
-                _ = leading.changed() => {}
+                r = leading.changed() => if r.is_err() {
+                    outcome = Err(fatal("leader election task ended"));
+                    break;
+                },
                 _ = shutdown.changed() => {}
+                r = &mut server => {
+                    outcome = Err(fatal(&server_failure(&self.settings, r)));
+                    break;
+                }
                 Some(()) = reload_signal => {
                     if let Some(r) = &reload {
-                        match reconfigure(&r.load, &rec, &metrics).await {
-                            Ok((new_rec, reopen)) => {
-                                if reopen {
-                                    let (s, e) = Source::open(&new_rec.settings, trigger_tx.clone());
-                                    if let Some(e) = e {
-                                        warn!(error = %e, "cannot watch the new store directory");
-                                    }
-                                    source = s;
-                                    last_good = None;
-                                }
-                                rec = new_rec;
-                                last_resync = None;
-                                info!("config reloaded");
-                            }
-                            Err(e) => {
-                                metrics.source_errors.with_label_values(&["config"]).inc();
-                                warn!(error = %format!("{e:#}"), "invalid new config; keeping the running one");
-                            }
-                        }
+                        self.reload(&r.load, &shutdown);
                     }
                 }
             }
+            // Collapse a burst of wake-ups into the one plan that follows.
+            while trigger_rx.try_recv().is_ok() {}
         }
-        health.shutting_down();
-        metrics.up.set(0);
-        if let Some(n) = &notifier
-            && let Err(e) = n.stopping()
-        {
-            warn!(error = %e, "cannot notify systemd");
+        self.health.shutting_down();
+        self.source_task.abort();
+        let _ = stop_tx.send(true);
+        if let Err(e) = runner.await {
+            warn!(error = %e, "runner task failed");
         }
+        // Only now, with helm drained, may the lease go (a standby must not start early).
         let _ = drained_tx.send(true);
-        drop(always_leader);
-        // Wait (briefly) for the election loop to release the lease so a standby takes over at
-        // once; it drops its sender when done.
         let released = async { while leading.changed().await.is_ok() {} };
         let _ = tokio::time::timeout(Duration::from_secs(5), released).await;
-        watchdog.abort();
-        drain_watch.abort();
-        let _ = server_stop.send(true);
-        match server.await {
-            Ok(Err(e)) => warn!(error = %e, "HTTP server failed"),
-            Err(e) => warn!(error = %e, "HTTP server task failed"),
-            Ok(Ok(())) => {}
-        }
-        info!("storekeeper stopped");
-        Ok(())
+        outcome
     }
+
+    /// Starts leader election, or a channel that always says "leader". Returns the sender that
+    /// tells the election the daemon has drained, and the leadership watch.
+    fn start_leader(&self) -> (watch::Sender<bool>, watch::Receiver<bool>) {
+        let (drained_tx, drained_rx) = watch::channel(false);
+        let leading = match &self.settings.leader_election {
+            Some(l) => {
+                let config = LeaderConfig::from_settings(l);
+                info!(identity = %config.identity, lease = %config.name, "leader election on");
+                Leader::new(self.cluster.client(), config).spawn(drained_rx)
+            }
+            None => always_leader(drained_rx),
+        };
+        (drained_tx, leading)
+    }
+
+    /// One pass: as the leader, observe, plan from the last good snapshot and queue.
+    async fn tick(&mut self, leader: bool) {
+        self.health.heartbeat();
+        self.metrics.leader.set(i64::from(leader));
+        if !leader {
+            // A standby stays ready: it reads the source and would take over at once.
+            self.health.cluster_succeeded();
+            return;
+        }
+        let Some(snapshot) = self.snapshots.borrow_and_update().clone() else {
+            return;
+        };
+        let started = Instant::now();
+        let resync = self
+            .last_resync
+            .is_none_or(|t| t.elapsed() >= self.settings.reconcile.resync_interval);
+        let epoch = self.runner.epoch();
+        let running = self.runner.running();
+        match self.planner.plan(&snapshot, resync, &running, epoch).await {
+            Ok(planned) => {
+                self.health.cluster_succeeded();
+                if resync {
+                    self.last_resync = Some(Instant::now());
+                }
+                let gone = self.gone(&planned);
+                self.runner.submit(planned).await;
+                self.runner.forget(&gone).await;
+                self.metrics.reconcile_cycles.with_label_values(&["ok"]).inc();
+            }
+            Err(e) => {
+                self.health.cluster_failed(e.to_string());
+                self.metrics.reconcile_cycles.with_label_values(&["error"]).inc();
+                warn!(error = %e, code = e.code(), "cannot plan; nothing changes until the next try");
+            }
+        }
+        self.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.notify_systemd();
+    }
+
+    /// Stores with a status that the plan no longer mentions (gone from file and cluster).
+    fn gone(&self, planned: &crate::runner::Planned) -> Vec<crate::spec::StoreName> {
+        let named: std::collections::BTreeSet<&crate::spec::StoreName> =
+            planned.works.iter().map(|w| &w.step.store).collect();
+        let running = self.runner.running();
+        self.recorder
+            .names()
+            .into_iter()
+            .filter(|n| !named.contains(n) && !running.contains(n))
+            .collect()
+    }
+
+    fn notify_systemd(&mut self) {
+        let summary = summary(&self.recorder.phase_counts());
+        if let Some(n) = &self.notifier {
+            let sent = if !self.announced_ready && self.health.ready().is_ok() {
+                self.announced_ready = true;
+                n.ready(&summary)
+            } else if summary != self.last_summary {
+                n.status(&summary)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = sent {
+                warn!(error = %e, "cannot notify systemd");
+            }
+        }
+        self.last_summary = summary;
+    }
+
+    /// SIGHUP: load the new config; operations started from now on use it. An invalid config
+    /// is logged and counted, and the running one stays.
+    fn reload(
+        &mut self,
+        load: &(dyn Fn() -> anyhow::Result<Settings> + Send),
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let settings = match load() {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.source_errors.with_label_values(&["config"]).inc();
+                warn!(error = %format!("{e:#}"), "invalid new config; keeping the running one");
+                return;
+            }
+        };
+        if settings.http.listen != self.settings.http.listen {
+            warn!("http.listen changes take effect after a restart");
+        }
+        let (was, now) = (&self.settings.cluster, &settings.cluster);
+        if (&was.kubeconfig, &was.context, &was.namespace_prefix)
+            != (&now.kubeconfig, &now.context, &now.namespace_prefix)
+            || settings.helm.binary != self.settings.helm.binary
+        {
+            warn!(
+                "cluster.kubeconfig, cluster.context, cluster.namespace_prefix and helm.binary changes take effect after a restart"
+            );
+        }
+        // The source is read again from scratch: its location or the parser's defaults (the
+        // base domain) may have changed.
+        // Until the new reader's first snapshot, nothing is planned (it replaces the old one
+        // even when the files are unchanged).
+        self.source_task.abort();
+        self.reader.snapshots.send_replace(None);
+        let (source, wake) = self.reader.open(&settings);
+        self.source_task = self.reader.spawn(&settings, source, wake, shutdown.clone());
+        self.runner.reconfigure(
+            executor(
+                &settings,
+                &self.cluster,
+                &self.helm,
+                &self.recorder,
+                &self.metrics,
+            ),
+            settings.helm.max_concurrent.get(),
+        );
+        self.planner = Planner::new(
+            settings.clone(),
+            Arc::clone(&self.cluster),
+            Arc::clone(&self.helm),
+        );
+        self.settings = settings;
+        self.last_resync = None;
+        info!("config reloaded");
+    }
+}
+
+/// Wakes the source reader early.
+struct Wake {
+    tx: mpsc::Sender<()>,
+    rx: mpsc::Receiver<()>,
+}
+
+/// Reads the source on its own schedule (the interval, a file event, a webhook), so neither a
+/// slow plan makes the source look stale nor does a webhook's fetch wait for planning. Each new
+/// snapshot is published and wakes the planner.
+#[derive(Clone)]
+struct SourceReader {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    source_revision: Arc<Mutex<Option<String>>>,
+    snapshots: Arc<watch::Sender<Option<Arc<Snapshot>>>>,
+    plan: mpsc::Sender<()>,
+}
+
+impl SourceReader {
+    /// Opens the configured source, with the channel that wakes the reader (file events; the
+    /// webhook gets the sender).
+    fn open(&self, settings: &Settings) -> (Source, Wake) {
+        let (tx, rx) = mpsc::channel(1);
+        let (source, watch_error) = Source::open(settings, tx.clone());
+        if let Some(e) = watch_error {
+            self.metrics.source_errors.with_label_values(&[e.kind()]).inc();
+            warn!(error = %e, "cannot watch the store directory; re-reading it every interval instead");
+        }
+        (source, Wake { tx, rx })
+    }
+
+    fn spawn(
+        &self,
+        settings: &Settings,
+        mut source: Source,
+        wake: Wake,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let me = self.clone();
+        let (defaults, interval) = (settings.spec_defaults(), settings.reconcile.interval);
+        let Wake { mut rx, .. } = wake;
+        tokio::spawn(async move {
+            while !*shutdown.borrow() {
+                me.read(&mut source, &defaults).await;
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    _ = rx.recv() => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        })
+    }
+
+    async fn read(&self, source: &mut Source, defaults: &crate::spec::SpecDefaults) {
+        match source.read(defaults).await {
+            None => {}
+            Some(Ok(s)) => {
+                self.health.source_succeeded();
+                self.metrics.source_last_success.set(unix_now());
+                if let Ok(mut r) = self.source_revision.lock() {
+                    *r = Some(s.revision.clone());
+                }
+                let changed = self
+                    .snapshots
+                    .borrow()
+                    .as_ref()
+                    .is_none_or(|old| old.revision != s.revision);
+                if changed {
+                    self.metrics.set_spec_errors(&spec_errors(&s));
+                    self.snapshots.send_replace(Some(Arc::new(s)));
+                    let _ = self.plan.try_send(());
+                }
+            }
+            Some(Err(e)) => {
+                self.metrics.source_errors.with_label_values(&[e.kind()]).inc();
+                warn!(error = %e, "cannot read the source; keeping the last good snapshot");
+            }
+        }
+    }
+}
+
+fn server_failure(settings: &Settings, r: Result<std::io::Result<()>, tokio::task::JoinError>) -> String {
+    let why = match r {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(())) => "stopped".to_string(),
+        Err(e) => e.to_string(),
+    };
+    format!("HTTP server on {} failed: {why}", settings.http.listen)
+}
+
+/// Always the leader: the sender lives in a task until the daemon has drained, so `changed()`
+/// does not fire before (a dropped sender would make it return at once).
+fn always_leader(mut drained: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(true);
+    tokio::spawn(async move {
+        let _ = drained.wait_for(|d| *d).await;
+        drop(tx);
+    });
+    rx
+}
+
+fn spec_errors(s: &Snapshot) -> BTreeMap<crate::spec::StoreName, usize> {
+    s.stores
+        .iter()
+        .filter_map(|(n, r)| r.as_ref().err().map(|e| (n.clone(), e.diagnostics.len())))
+        .collect()
 }
 
 fn unix_now() -> f64 {
@@ -318,25 +590,12 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn publish_store_metrics(rec: &Reconciler, metrics: &Metrics) {
-    let statuses = rec.statuses();
-    let view: BTreeMap<StoreName, _> = statuses
-        .into_iter()
-        .map(|(n, s)| {
-            let e = s.engine.unwrap_or("unknown");
-            (n, (s, e))
-        })
-        .collect();
-    metrics.set_stores(&view);
-}
-
 /// A one-line summary for systemd's STATUS=.
-fn summary(rec: &Reconciler) -> String {
-    let statuses = rec.statuses();
-    let count = |p: Phase| statuses.values().filter(|s| s.phase == p).count();
+fn summary(counts: &BTreeMap<Phase, usize>) -> String {
+    let count = |p: Phase| counts.get(&p).copied().unwrap_or(0);
     format!(
         "{} stores: {} ready, {} failed, {} provisioning, {} blocked, {} invalid",
-        statuses.len(),
+        counts.values().sum::<usize>(),
         count(Phase::Ready),
         count(Phase::Failed),
         count(Phase::Provisioning) + count(Phase::Pending),
@@ -345,12 +604,20 @@ fn summary(rec: &Reconciler) -> String {
     )
 }
 
+/// Readiness turns false the moment shutdown begins, while in-flight work drains.
+fn spawn_drain_watch(health: Arc<Health>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+        health.shutting_down();
+    })
+}
+
 /// Pings the systemd watchdog while the loop keeps ticking; a wedged loop stops the pings.
 fn spawn_watchdog(
     notifier: Option<Notifier>,
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (Some(n), Some(every)) = (notifier, sdnotify::watchdog_interval()) else {
             return;
@@ -367,23 +634,6 @@ fn spawn_watchdog(
             }
         }
     })
-}
-
-/// Loads the new config and connects with it. Returns the new reconciler and whether the source
-/// changed (so it must be reopened). The HTTP listen address needs a restart to change.
-async fn reconfigure(
-    load: &(dyn Fn() -> anyhow::Result<Settings> + Send),
-    rec: &Arc<Reconciler>,
-    metrics: &Arc<Metrics>,
-) -> anyhow::Result<(Arc<Reconciler>, bool)> {
-    let settings = load()?;
-    if settings.http.listen != rec.settings.http.listen {
-        warn!("http.listen changes take effect after a restart");
-    }
-    let reopen = settings.source != rec.settings.source;
-    let mut next = Reconciler::connect(settings, Arc::clone(metrics)).await?;
-    next.status = Arc::clone(&rec.status);
-    Ok((Arc::new(next), reopen))
 }
 
 /// The `POST /hooks/git` handler: only for a Git source with a webhook secret. Verifies the
@@ -404,36 +654,21 @@ fn webhook_handler(
     let secret: Vec<u8> = secret.trim_ascii().to_vec();
     let limiter = Mutex::new(RateLimiter::new(10, 30));
     let replays = Mutex::new(ReplayGuard::new(1024));
-    let reject = |e: WebhookError| {
-        let status = match e {
-            WebhookError::BodyTooLarge => 413,
-            WebhookError::RateLimited => 429,
-            WebhookError::Replayed => 409,
-            WebhookError::BadDeliveryId => 400,
-            _ => 401,
-        };
-        WebhookReject {
-            status,
-            code: e.code(),
-        }
+    let internal = || WebhookReject {
+        status: 500,
+        code: "internal",
     };
     Ok(Some(Arc::new(
         move |headers: &[(String, String)], body: &[u8]| {
             source::webhook::verify(headers, body, &secret).map_err(reject)?;
             limiter
                 .lock()
-                .map_err(|_| WebhookReject {
-                    status: 500,
-                    code: "internal",
-                })?
+                .map_err(|_| internal())?
                 .check(Instant::now())
                 .map_err(reject)?;
             replays
                 .lock()
-                .map_err(|_| WebhookReject {
-                    status: 500,
-                    code: "internal",
-                })?
+                .map_err(|_| internal())?
                 .check(headers)
                 .map_err(reject)?;
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -441,4 +676,18 @@ fn webhook_handler(
             Ok("accepted")
         },
     )))
+}
+
+fn reject(e: WebhookError) -> WebhookReject {
+    let status = match e {
+        WebhookError::BodyTooLarge => 413,
+        WebhookError::RateLimited => 429,
+        WebhookError::Replayed => 409,
+        WebhookError::BadDeliveryId => 400,
+        _ => 401,
+    };
+    WebhookReject {
+        status,
+        code: e.code(),
+    }
 }

@@ -8,7 +8,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -250,7 +249,6 @@ pub struct Helm {
     major: u8,
     kube_args: Vec<OsString>,
     timeout: Duration,
-    invocations: Arc<AtomicU64>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
@@ -279,7 +277,6 @@ impl Helm {
             major: 3,
             kube_args,
             timeout,
-            invocations: Arc::new(AtomicU64::new(0)),
             metrics: None,
         };
         let out = helm.run(&["version", "--short"], Duration::from_secs(30)).await?;
@@ -297,44 +294,6 @@ impl Helm {
         self.major
     }
 
-    /// helm child processes started so far (the idle-cycle invariant is "zero").
-    pub fn invocations(&self) -> u64 {
-        self.invocations.load(Ordering::Relaxed)
-    }
-
-    /// `helm status`; `None` when the release does not exist.
-    pub async fn status(&self, release: &str, namespace: &str) -> Result<Option<ReleaseInfo>, HelmError> {
-        match self
-            .run(&["status", release, "-n", namespace, "-o", "json"], self.quick())
-            .await
-        {
-            Ok(out) => parse_status(&out).map(Some),
-            Err(HelmError::ReleaseNotFound) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Every release in every namespace, in any state, page by page (`helm list -A`; helm 3
-    /// needs `--all` to include failed and pending releases, helm 4 lists them by default).
-    pub async fn list_all(&self) -> Result<Vec<ListedRelease>, HelmError> {
-        const PAGE: usize = 1000;
-        let mut all = Vec::new();
-        loop {
-            let (max, offset) = (PAGE.to_string(), all.len().to_string());
-            let mut args = vec!["list", "-A"];
-            if self.major < 4 {
-                args.push("--all");
-            }
-            args.extend(["--max", &max, "--offset", &offset, "-o", "json"]);
-            let page = parse_list(&self.run(&args, self.quick()).await?)?;
-            let done = page.len() < PAGE;
-            all.extend(page);
-            if done {
-                return Ok(all);
-            }
-        }
-    }
-
     /// `helm get values -o json`: the user-supplied values of the current revision.
     pub async fn get_values(&self, release: &str, namespace: &str) -> Result<serde_json::Value, HelmError> {
         let out = self
@@ -346,65 +305,6 @@ impl Helm {
         let v: serde_json::Value =
             serde_json::from_str(out.trim()).map_err(|e| HelmError::Output(e.to_string()))?;
         Ok(if v.is_null() { serde_json::json!({}) } else { v })
-    }
-
-    /// `helm upgrade --install --wait` with values from files.
-    pub async fn upgrade_install(&self, req: &InstallRequest) -> Result<(), HelmError> {
-        let mut args: Vec<OsString> = ["upgrade", "--install", &req.release]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        args.push(req.chart.as_os_str().to_owned());
-        args.extend(["-n", &req.namespace, "--wait", "--timeout"].map(OsString::from));
-        args.push(OsString::from(format!("{}s", self.timeout.as_secs().max(1))));
-        for f in &req.values_files {
-            args.push(OsString::from("-f"));
-            args.push(f.as_os_str().to_owned());
-        }
-        if req.rollback_on_failure {
-            args.push(OsString::from(if self.major >= 4 {
-                "--rollback-on-failure"
-            } else {
-                "--atomic"
-            }));
-        }
-        self.run_os(&args, self.timeout + GRACE).await.map(drop)
-    }
-
-    /// `helm rollback` to `revision` (or the previous one), waiting for it.
-    pub async fn rollback(
-        &self,
-        release: &str,
-        namespace: &str,
-        revision: Option<u32>,
-    ) -> Result<(), HelmError> {
-        let rev = revision.map(|r| r.to_string());
-        let timeout = format!("{}s", self.timeout.as_secs().max(1));
-        let mut args = vec!["rollback", release];
-        if let Some(r) = &rev {
-            args.push(r);
-        }
-        args.extend(["-n", namespace, "--wait", "--timeout", &timeout]);
-        self.run(&args, self.timeout + GRACE).await.map(drop)
-    }
-
-    /// `helm uninstall --wait`; an absent release is success.
-    pub async fn uninstall(&self, release: &str, namespace: &str) -> Result<(), HelmError> {
-        let timeout = format!("{}s", self.timeout.as_secs().max(1));
-        let args = [
-            "uninstall",
-            release,
-            "-n",
-            namespace,
-            "--wait",
-            "--timeout",
-            &timeout,
-        ];
-        match self.run(&args, self.timeout + GRACE).await {
-            Ok(_) | Err(HelmError::ReleaseNotFound) => Ok(()),
-            Err(HelmError::Failed { stderr }) if stderr.contains("not found") => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     fn quick(&self) -> Duration {
@@ -425,7 +325,6 @@ impl Helm {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        self.invocations.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
         let result = self.wait(cmd, limit).await;
         if let Some(m) = &self.metrics {
@@ -453,6 +352,111 @@ impl Helm {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(HelmError::classify(&String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+}
+
+/// The helm operations the runner and the planner need: small, so both are testable with a
+/// fake. Errors are classified ([`HelmError::code`]); see each variant for retryability.
+pub trait HelmOps: Send + Sync + 'static {
+    /// `helm upgrade --install --wait` with values from files.
+    fn upgrade_install(&self, req: &InstallRequest) -> impl Future<Output = Result<(), HelmError>> + Send;
+    /// `helm rollback` to the previous revision.
+    fn rollback(&self, release: &str, namespace: &str) -> impl Future<Output = Result<(), HelmError>> + Send;
+    /// `helm uninstall --wait`; an absent release is success.
+    fn uninstall(&self, release: &str, namespace: &str)
+    -> impl Future<Output = Result<(), HelmError>> + Send;
+    /// One release's state; `None` when it does not exist.
+    fn status(
+        &self,
+        release: &str,
+        namespace: &str,
+    ) -> impl Future<Output = Result<Option<ReleaseInfo>, HelmError>> + Send;
+    /// Every release in every namespace, in any state.
+    fn list_all(&self) -> impl Future<Output = Result<Vec<ListedRelease>, HelmError>> + Send;
+}
+
+impl HelmOps for Helm {
+    /// `helm status`; `None` when the release does not exist.
+    async fn status(&self, release: &str, namespace: &str) -> Result<Option<ReleaseInfo>, HelmError> {
+        match self
+            .run(&["status", release, "-n", namespace, "-o", "json"], self.quick())
+            .await
+        {
+            Ok(out) => parse_status(&out).map(Some),
+            Err(HelmError::ReleaseNotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every release in every namespace, in any state, page by page (`helm list -A`; helm 3
+    /// needs `--all` to include failed and pending releases, helm 4 lists them by default).
+    async fn list_all(&self) -> Result<Vec<ListedRelease>, HelmError> {
+        const PAGE: usize = 1000;
+        let mut all = Vec::new();
+        loop {
+            let (max, offset) = (PAGE.to_string(), all.len().to_string());
+            let mut args = vec!["list", "-A"];
+            if self.major < 4 {
+                args.push("--all");
+            }
+            args.extend(["--max", &max, "--offset", &offset, "-o", "json"]);
+            let page = parse_list(&self.run(&args, self.quick()).await?)?;
+            let done = page.len() < PAGE;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// `helm upgrade --install --wait` with values from files.
+    async fn upgrade_install(&self, req: &InstallRequest) -> Result<(), HelmError> {
+        let mut args: Vec<OsString> = ["upgrade", "--install", &req.release]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.push(req.chart.as_os_str().to_owned());
+        args.extend(["-n", &req.namespace, "--wait", "--timeout"].map(OsString::from));
+        args.push(OsString::from(format!("{}s", self.timeout.as_secs().max(1))));
+        for f in &req.values_files {
+            args.push(OsString::from("-f"));
+            args.push(f.as_os_str().to_owned());
+        }
+        if req.rollback_on_failure {
+            args.push(OsString::from(if self.major >= 4 {
+                "--rollback-on-failure"
+            } else {
+                "--atomic"
+            }));
+        }
+        self.run_os(&args, self.timeout + GRACE).await.map(drop)
+    }
+
+    /// `helm rollback` to the previous revision, waiting for it.
+    async fn rollback(&self, release: &str, namespace: &str) -> Result<(), HelmError> {
+        let timeout = format!("{}s", self.timeout.as_secs().max(1));
+        let mut args = vec!["rollback", release];
+        args.extend(["-n", namespace, "--wait", "--timeout", &timeout]);
+        self.run(&args, self.timeout + GRACE).await.map(drop)
+    }
+
+    /// `helm uninstall --wait`; an absent release is success.
+    async fn uninstall(&self, release: &str, namespace: &str) -> Result<(), HelmError> {
+        let timeout = format!("{}s", self.timeout.as_secs().max(1));
+        let args = [
+            "uninstall",
+            release,
+            "-n",
+            namespace,
+            "--wait",
+            "--timeout",
+            &timeout,
+        ];
+        match self.run(&args, self.timeout + GRACE).await {
+            Ok(_) | Err(HelmError::ReleaseNotFound) => Ok(()),
+            Err(HelmError::Failed { stderr }) if stderr.contains("not found") => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

@@ -44,23 +44,15 @@ pub struct LeaderConfig {
 }
 
 impl LeaderConfig {
-    /// Checks what the type cannot: names present, `renew_every` < `lease_duration`, and a lease
-    /// duration that fits `leaseDurationSeconds`.
-    pub fn validate(&self) -> Result<(), LeaderError> {
-        let bad = |m: &str| Err(LeaderError::Config(m.to_string()));
-        if self.namespace.is_empty() || self.name.is_empty() || self.identity.is_empty() {
-            return bad("namespace, name and identity must not be empty");
+    /// The election settings (validated by `config`) plus this process's identity.
+    pub fn from_settings(settings: &crate::config::LeaderSettings) -> LeaderConfig {
+        LeaderConfig {
+            namespace: settings.namespace.clone(),
+            name: settings.lease_name.clone(),
+            identity: default_identity(),
+            lease_duration: settings.lease_duration,
+            renew_every: settings.renew_every,
         }
-        if self.renew_every.is_zero() {
-            return bad("renew_every must be greater than zero");
-        }
-        if self.renew_every >= self.lease_duration {
-            return bad("renew_every must be shorter than lease_duration");
-        }
-        if self.lease_duration > Duration::from_secs(i32::MAX as u64) {
-            return bad("lease_duration is too long");
-        }
-        Ok(())
     }
 
     /// `leaseDurationSeconds` as written to the Lease: whole seconds, rounded up, at least 1.
@@ -307,6 +299,49 @@ impl Leader {
         rx
     }
 
+    /// What an attempt means for our claim: until when we lead, if at all.
+    fn settle(
+        &self,
+        attempt: Result<Result<bool, LeaderError>, tokio::time::error::Elapsed>,
+        started: Instant,
+        leading_until: Option<Instant>,
+        publish: &impl Fn(bool) -> bool,
+    ) -> Option<Instant> {
+        let cfg = &self.config;
+        match attempt {
+            Ok(Ok(true)) => {
+                if publish(true) {
+                    info!(lease = %cfg.name, identity = %cfg.identity, "Became leader");
+                }
+                Some(started + cfg.lease_duration)
+            }
+            Ok(Ok(false)) => {
+                if publish(false) {
+                    warn!(lease = %cfg.name, identity = %cfg.identity, "Lost leadership: another holder");
+                }
+                None
+            }
+            Ok(Err(e)) => {
+                warn!(lease = %cfg.name, error = %e, code = e.code(), "Lease attempt failed");
+                leading_until
+            }
+            Err(_) => {
+                warn!(lease = %cfg.name, code = "lease_timeout", "Lease attempt timed out");
+                leading_until
+            }
+        }
+    }
+
+    /// The leader renews every `renew_every` (never past its claim); standbys retry with up
+    /// to 20 % jitter so they don't hit the API in lockstep.
+    fn next_wait(&self, leading_until: Option<Instant>) -> Duration {
+        let every = self.config.renew_every;
+        match leading_until {
+            Some(u) => every.min(u.saturating_duration_since(Instant::now())),
+            None => every.mul_f64(1.0 + rand::rng().random_range(0.0..0.2)),
+        }
+    }
+
     async fn run(self, tx: watch::Sender<bool>, mut shutdown: watch::Receiver<bool>) {
         let cfg = &self.config;
         // When we lead: the instant by which we must have renewed again, else step down.
@@ -337,33 +372,8 @@ impl Leader {
                 r = tokio::time::timeout(limit, self.try_acquire_or_renew()) => r,
                 _ = shutdown.wait_for(|stop| *stop) => break,
             };
-            match attempt {
-                Ok(Ok(true)) => {
-                    leading_until = Some(started + cfg.lease_duration);
-                    if publish(true) {
-                        info!(lease = %cfg.name, identity = %cfg.identity, "Became leader");
-                    }
-                }
-                Ok(Ok(false)) => {
-                    leading_until = None;
-                    if publish(false) {
-                        warn!(lease = %cfg.name, identity = %cfg.identity, "Lost leadership: another holder");
-                    }
-                }
-                Ok(Err(e)) => {
-                    warn!(lease = %cfg.name, error = %e, code = e.code(), "Lease attempt failed")
-                }
-                Err(_) => warn!(lease = %cfg.name, code = "lease_timeout", "Lease attempt timed out"),
-            }
-            // Standbys retry with up to 20% jitter so they don't hit the API in lockstep.
-            let mut wait = if leading_until.is_some() {
-                cfg.renew_every
-            } else {
-                cfg.renew_every.mul_f64(1.0 + rand::rng().random_range(0.0..0.2))
-            };
-            if let Some(u) = leading_until {
-                wait = wait.min(u.saturating_duration_since(Instant::now()));
-            }
+            leading_until = self.settle(attempt, started, leading_until, &publish);
+            let wait = self.next_wait(leading_until);
             tokio::select! {
                 _ = tokio::time::sleep_until(started + wait) => {}
                 // True, or the sender is gone: either way, stop.
@@ -505,18 +515,6 @@ mod tests {
         assert_eq!(c.lease_seconds(), 2);
         c.lease_duration = Duration::from_millis(10);
         assert_eq!(c.lease_seconds(), 1);
-    }
-
-    #[test]
-    fn validation() {
-        assert!(cfg("me").validate().is_ok());
-        let mut c = cfg("me");
-        c.renew_every = c.lease_duration;
-        assert!(c.validate().is_err());
-        assert!(cfg("").validate().is_err());
-        let mut c = cfg("me");
-        c.renew_every = Duration::ZERO;
-        assert!(c.validate().is_err());
     }
 
     /// A client for an address where nothing listens: every attempt fails fast.

@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod cmd;
 
 use storekeeper::config::{Settings, SourceSettings};
-use storekeeper::spec::SpecDefaults;
 
 #[derive(Parser)]
 #[command(
@@ -164,36 +163,22 @@ fn main() -> ExitCode {
             };
         }
     };
-    let settings = match &cli.config {
-        Some(path) => match Settings::load(path) {
-            Ok(s) => Ok(s),
-            Err(e) => Err(e),
-        },
+    let loaded = match &cli.config {
+        Some(path) => Settings::load(path),
         None => Ok(Settings::default()),
     };
-    let (common, settings) = match (&cli.command, settings) {
-        (Command::Validate { paths, output }, settings) => return validate(settings, paths.clone(), *output),
-        (
-            Command::Plan { common, .. }
-            | Command::Apply { common, .. }
-            | Command::Run { common, .. }
-            | Command::Status { common, .. },
-            Ok(mut s),
-        ) => {
-            common.apply(&mut s);
-            if let Command::Run { listen: Some(l), .. } = &cli.command {
-                s.http.listen = *l;
-            }
-            (common, s)
-        }
-        (_, Err(e)) => {
+    if let Command::Validate { paths, output } = &cli.command {
+        return validate(loaded, paths.clone(), *output);
+    }
+    let settings = match loaded {
+        Ok(s) => s,
+        Err(e) => {
             for d in &e.diagnostics {
                 eprintln!("{d}");
             }
             return ExitCode::FAILURE;
         }
     };
-    init_logs(common.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -201,42 +186,71 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
-        Command::Plan { output, .. } => runtime.block_on(cmd::plan(settings, output == Output::Json)),
-        Command::Apply { resync, .. } => runtime.block_on(cmd::apply(settings, resync)),
+    match runtime.block_on(dispatch(cli, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The flags every cluster-facing command shares, and the run listen address.
+fn common_of(command: &Command) -> Option<(&Common, Option<std::net::SocketAddr>)> {
+    match command {
+        Command::Plan { common, .. } | Command::Apply { common, .. } | Command::Status { common, .. } => {
+            Some((common, None))
+        }
+        Command::Run { common, listen } => Some((common, *listen)),
+        Command::Validate { .. } => None,
+    }
+}
+
+/// The config file plus the flag overrides: what the daemon re-reads on SIGHUP, too.
+fn effective(
+    path: Option<&std::path::Path>,
+    common: &Common,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Settings> {
+    let mut s = match path {
+        Some(p) => Settings::load(p).map_err(|e| {
+            let msgs: Vec<String> = e.diagnostics.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("{}", msgs.join("\n"))
+        })?,
+        None => Settings::default(),
+    };
+    common.apply(&mut s);
+    if let Some(l) = listen {
+        s.http.listen = l;
+    }
+    Ok(s)
+}
+
+async fn dispatch(cli: Cli, mut settings: Settings) -> anyhow::Result<ExitCode> {
+    let Some((common, listen)) = common_of(&cli.command) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    common.apply(&mut settings);
+    if let Some(l) = listen {
+        settings.http.listen = l;
+    }
+    init_logs(common.log_format);
+    match cli.command {
+        Command::Plan { output, .. } => cmd::plan(settings, output == Output::Json).await,
+        Command::Apply { resync, .. } => cmd::apply(settings, resync).await,
         Command::Run { ref common, listen } => {
             // SIGHUP re-reads the same file with the same flag overrides.
             let (path, common) = (cli.config.clone(), common.clone());
-            let load = move || -> anyhow::Result<Settings> {
-                let mut s = match &path {
-                    Some(p) => Settings::load(p).map_err(|e| {
-                        let msgs: Vec<String> = e.diagnostics.iter().map(ToString::to_string).collect();
-                        anyhow::anyhow!("{}", msgs.join("\n"))
-                    })?,
-                    None => Settings::default(),
-                };
-                common.apply(&mut s);
-                if let Some(l) = listen {
-                    s.http.listen = l;
-                }
-                Ok(s)
-            };
-            runtime.block_on(cmd::run(settings, Box::new(load)))
+            let load = move || effective(path.as_deref(), &common, listen);
+            cmd::run(settings, Box::new(load)).await
         }
         Command::Status {
             url,
             from_cluster,
             output,
             ..
-        } => runtime.block_on(cmd::status(settings, url, from_cluster, output == Output::Json)),
+        } => cmd::status(settings, url, from_cluster, output == Output::Json).await,
         Command::Validate { .. } => Ok(ExitCode::SUCCESS),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
     }
 }
 
@@ -262,10 +276,7 @@ fn validate(
     } else {
         paths
     };
-    let defaults = SpecDefaults {
-        base_domain: settings.cluster.base_domain.clone(),
-    };
-    let mut report = storekeeper::validate::validate(&paths, &defaults);
+    let mut report = storekeeper::validate::validate(&paths, &settings.spec_defaults());
     if !config_diags.is_empty() {
         report.valid = false;
         let mut all = config_diags;

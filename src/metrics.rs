@@ -23,8 +23,11 @@ pub const NAMES: &[&str] = &[
     "storekeeper_helm_operation_duration_seconds",
     "storekeeper_helm_operations_total",
     "storekeeper_leader",
+    "storekeeper_operations_in_flight",
+    "storekeeper_queue_depth",
     "storekeeper_reconcile_cycles_total",
     "storekeeper_reconcile_duration_seconds",
+    "storekeeper_reconcile_errors_total",
     "storekeeper_source_errors_total",
     "storekeeper_source_last_success_timestamp_seconds",
     "storekeeper_spec_errors",
@@ -52,150 +55,117 @@ pub struct Metrics {
     pub webhook_requests: IntCounterVec,
     pub up: IntGauge,
     pub leader: IntGauge,
-    /// Per-store label sets currently exported, so they can be removed when a store goes.
-    exported: Mutex<Exported>,
+    pub queue_depth: IntGauge,
+    pub operations_in_flight: IntGauge,
+    pub reconcile_errors: IntCounterVec,
+    /// Stores whose spec-error series is exported, so it can be removed once fixed.
+    spec_errors_exported: Mutex<BTreeSet<StoreName>>,
 }
 
-#[derive(Default)]
-struct Exported {
-    info: BTreeMap<StoreName, [String; 3]>,
-    spec_errors: BTreeSet<StoreName>,
-}
+/// Each family's help text, by name (the README's metric table says more).
+const HELP: &[(&str, &str)] = &[
+    ("storekeeper_build_info", "Build information; always 1."),
+    ("storekeeper_stores", "Stores by phase."),
+    (
+        "storekeeper_store_info",
+        "One series per store with its engine, phase and source revision; always 1.",
+    ),
+    ("storekeeper_reconcile_cycles_total", "Plans by result."),
+    (
+        "storekeeper_reconcile_duration_seconds",
+        "How long one plan took (observe, plan, queue).",
+    ),
+    (
+        "storekeeper_reconcile_errors_total",
+        "Failed store operations, by bounded error code.",
+    ),
+    (
+        "storekeeper_helm_operations_total",
+        "helm child processes by operation and result.",
+    ),
+    (
+        "storekeeper_helm_operation_duration_seconds",
+        "Duration of helm child processes.",
+    ),
+    (
+        "storekeeper_source_last_success_timestamp_seconds",
+        "Unix time of the last successful read of the source.",
+    ),
+    (
+        "storekeeper_source_errors_total",
+        "Failed reads of the source by kind.",
+    ),
+    (
+        "storekeeper_spec_errors",
+        "Errors in a store file; the series exists while the file is invalid.",
+    ),
+    (
+        "storekeeper_deletions_blocked_total",
+        "Deletions refused by a guard, by reason.",
+    ),
+    (
+        "storekeeper_deletions_total",
+        "Store deletions carried out, by result.",
+    ),
+    (
+        "storekeeper_webhook_requests_total",
+        "Webhook deliveries by result.",
+    ),
+    ("storekeeper_up", "1 while the daemon loop runs."),
+    (
+        "storekeeper_leader",
+        "1 while this daemon acts (holds the lease, or no election).",
+    ),
+    (
+        "storekeeper_queue_depth",
+        "Stores with work queued that has not started (retries waiting included).",
+    ),
+    (
+        "storekeeper_operations_in_flight",
+        "Store operations running now (at most helm.max_concurrent).",
+    ),
+];
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    // Registering a fresh collector into a fresh registry fails only on a duplicate name, which
-    // the unit tests rule out; ignore rather than panic in a library.
-    let _ = r.register(Box::new(c.clone()));
-    c
+/// Buckets for operation and plan durations, from 50 ms to 10 min.
+const BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// Builds metric families into one registry. The definitions are static, so the unit tests
+/// rule out every error (an invalid name, a duplicate).
+struct Reg(Registry);
+
+impl Reg {
+    fn opts(name: &str) -> Opts {
+        let help = HELP.iter().find(|(n, _)| *n == name).map_or(name, |(_, h)| h);
+        Opts::new(name, help)
+    }
+    fn add<T: prometheus::core::Collector + Clone + 'static>(&self, c: T) -> prometheus::Result<T> {
+        self.0.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+    fn gauge(&self, name: &str) -> prometheus::Result<IntGauge> {
+        self.add(IntGauge::with_opts(Self::opts(name))?)
+    }
+    fn gauges(&self, name: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+        self.add(IntGaugeVec::new(Self::opts(name), labels)?)
+    }
+    fn counters(&self, name: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+        self.add(IntCounterVec::new(Self::opts(name), labels)?)
+    }
+    fn histogram(&self, name: &str) -> prometheus::Result<Histogram> {
+        let opts = HistogramOpts::from(Self::opts(name)).buckets(BUCKETS.to_vec());
+        self.add(Histogram::with_opts(opts)?)
+    }
+    fn histograms(&self, name: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
+        let opts = HistogramOpts::from(Self::opts(name)).buckets(BUCKETS.to_vec());
+        self.add(HistogramVec::new(opts, labels)?)
+    }
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let r = Registry::new();
-        let gv = |n: &str, h: &str, l: &[&str]| IntGaugeVec::new(Opts::new(n, h), l);
-        let cv = |n: &str, h: &str, l: &[&str]| IntCounterVec::new(Opts::new(n, h), l);
-        let buckets = vec![
-            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-        ];
-        let hv = |n: &str, h: &str, l: &[&str]| {
-            HistogramVec::new(HistogramOpts::new(n, h).buckets(buckets.clone()), l)
-        };
-        let m = (|| -> prometheus::Result<Metrics> {
-            Ok(Metrics {
-                build_info: reg(
-                    &r,
-                    gv(
-                        "storekeeper_build_info",
-                        "Build information; always 1.",
-                        &["version"],
-                    )?,
-                ),
-                stores: reg(&r, gv("storekeeper_stores", "Stores by phase.", &["phase"])?),
-                store_info: reg(
-                    &r,
-                    gv(
-                        "storekeeper_store_info",
-                        "One series per store with its engine, phase and source revision; always 1.",
-                        &["store", "engine", "phase", "revision"],
-                    )?,
-                ),
-                reconcile_cycles: reg(
-                    &r,
-                    cv(
-                        "storekeeper_reconcile_cycles_total",
-                        "Reconcile cycles by result.",
-                        &["result"],
-                    )?,
-                ),
-                reconcile_duration: reg(
-                    &r,
-                    Histogram::with_opts(
-                        HistogramOpts::new(
-                            "storekeeper_reconcile_duration_seconds",
-                            "Duration of reconcile cycles.",
-                        )
-                        .buckets(buckets.clone()),
-                    )?,
-                ),
-                helm_operations: reg(
-                    &r,
-                    cv(
-                        "storekeeper_helm_operations_total",
-                        "helm child processes by operation and result.",
-                        &["operation", "result"],
-                    )?,
-                ),
-                helm_duration: reg(
-                    &r,
-                    hv(
-                        "storekeeper_helm_operation_duration_seconds",
-                        "Duration of helm child processes.",
-                        &["operation"],
-                    )?,
-                ),
-                source_last_success: reg(
-                    &r,
-                    Gauge::with_opts(Opts::new(
-                        "storekeeper_source_last_success_timestamp_seconds",
-                        "Unix time of the last successful read of the source.",
-                    ))?,
-                ),
-                source_errors: reg(
-                    &r,
-                    cv(
-                        "storekeeper_source_errors_total",
-                        "Failed reads of the source by kind.",
-                        &["kind"],
-                    )?,
-                ),
-                spec_errors: reg(
-                    &r,
-                    gv(
-                        "storekeeper_spec_errors",
-                        "Errors in a store file; the series exists while the file is invalid.",
-                        &["store"],
-                    )?,
-                ),
-                deletions_blocked: reg(
-                    &r,
-                    cv(
-                        "storekeeper_deletions_blocked_total",
-                        "Deletions refused by a guard, by reason.",
-                        &["reason"],
-                    )?,
-                ),
-                deletions: reg(
-                    &r,
-                    cv(
-                        "storekeeper_deletions_total",
-                        "Store deletions carried out, by result.",
-                        &["result"],
-                    )?,
-                ),
-                webhook_requests: reg(
-                    &r,
-                    cv(
-                        "storekeeper_webhook_requests_total",
-                        "Webhook deliveries by result.",
-                        &["result"],
-                    )?,
-                ),
-                up: reg(
-                    &r,
-                    IntGauge::new("storekeeper_up", "1 while the daemon loop runs.")?,
-                ),
-                leader: reg(
-                    &r,
-                    IntGauge::new(
-                        "storekeeper_leader",
-                        "1 while this daemon acts (holds the lease, or no election).",
-                    )?,
-                ),
-                registry: r.clone(),
-                exported: Mutex::default(),
-            })
-        })();
-        let m = match m {
+        let m = match Metrics::build(Reg(Registry::new())) {
             Ok(m) => m,
             Err(e) => unreachable!("metric definitions are static and valid: {e}"),
         };
@@ -214,6 +184,36 @@ impl Metrics {
         m
     }
 
+    fn build(r: Reg) -> prometheus::Result<Metrics> {
+        Ok(Metrics {
+            build_info: r.gauges("storekeeper_build_info", &["version"])?,
+            stores: r.gauges("storekeeper_stores", &["phase"])?,
+            store_info: r.gauges(
+                "storekeeper_store_info",
+                &["store", "engine", "phase", "revision"],
+            )?,
+            reconcile_cycles: r.counters("storekeeper_reconcile_cycles_total", &["result"])?,
+            reconcile_duration: r.histogram("storekeeper_reconcile_duration_seconds")?,
+            reconcile_errors: r.counters("storekeeper_reconcile_errors_total", &["code"])?,
+            helm_operations: r.counters("storekeeper_helm_operations_total", &["operation", "result"])?,
+            helm_duration: r.histograms("storekeeper_helm_operation_duration_seconds", &["operation"])?,
+            source_last_success: r.add(Gauge::with_opts(Reg::opts(
+                "storekeeper_source_last_success_timestamp_seconds",
+            ))?)?,
+            source_errors: r.counters("storekeeper_source_errors_total", &["kind"])?,
+            spec_errors: r.gauges("storekeeper_spec_errors", &["store"])?,
+            deletions_blocked: r.counters("storekeeper_deletions_blocked_total", &["reason"])?,
+            deletions: r.counters("storekeeper_deletions_total", &["result"])?,
+            webhook_requests: r.counters("storekeeper_webhook_requests_total", &["result"])?,
+            up: r.gauge("storekeeper_up")?,
+            leader: r.gauge("storekeeper_leader")?,
+            queue_depth: r.gauge("storekeeper_queue_depth")?,
+            operations_in_flight: r.gauge("storekeeper_operations_in_flight")?,
+            registry: r.0,
+            spec_errors_exported: Mutex::default(),
+        })
+    }
+
     /// Prometheus text format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -221,45 +221,40 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// Replaces the per-store gauges with the current statuses; series of gone stores vanish.
-    pub fn set_stores(&self, statuses: &BTreeMap<StoreName, (StoreStatus, &'static str)>) {
-        for p in Phase::ALL {
-            let n = statuses.values().filter(|(s, _)| s.phase == p).count();
-            self.stores.with_label_values(&[p.as_str()]).set(n as i64);
-        }
-        let Ok(mut exported) = self.exported.lock() else {
-            return;
+    /// Follows one store's transition: the phase counts move by one, and the store's info
+    /// series is replaced (or removed with the store). Called only by the recorder.
+    pub fn store_changed(&self, store: &StoreName, old: Option<&StoreStatus>, new: Option<&StoreStatus>) {
+        let labels = |s: &StoreStatus| {
+            [
+                s.engine.unwrap_or("unknown").to_string(),
+                s.phase.as_str().to_string(),
+                s.revision.clone().unwrap_or_default(),
+            ]
         };
-        let mut next = BTreeMap::new();
-        for (name, (status, engine)) in statuses {
-            let labels = [
-                engine.to_string(),
-                status.phase.as_str().to_string(),
-                status.revision.clone().unwrap_or_default(),
-            ];
-            next.insert(name.clone(), labels);
+        let (before, after) = (old.map(labels), new.map(labels));
+        if before == after {
+            return;
         }
-        for (name, old) in &exported.info {
-            if next.get(name) != Some(old) {
-                let _ = self
-                    .store_info
-                    .remove_label_values(&[name.as_str(), &old[0], &old[1], &old[2]]);
-            }
+        if let Some(l) = &before {
+            self.stores.with_label_values(&[l[1].as_str()]).dec();
+            let _ = self
+                .store_info
+                .remove_label_values(&[store.as_str(), &l[0], &l[1], &l[2]]);
         }
-        for (name, l) in &next {
+        if let Some(l) = &after {
+            self.stores.with_label_values(&[l[1].as_str()]).inc();
             self.store_info
-                .with_label_values(&[name.as_str(), &l[0], &l[1], &l[2]])
+                .with_label_values(&[store.as_str(), &l[0], &l[1], &l[2]])
                 .set(1);
         }
-        exported.info = next;
     }
 
     /// Sets the spec-error gauge for invalid stores and removes it for the others.
     pub fn set_spec_errors(&self, errors: &BTreeMap<StoreName, usize>) {
-        let Ok(mut exported) = self.exported.lock() else {
+        let Ok(mut exported) = self.spec_errors_exported.lock() else {
             return;
         };
-        for name in exported.spec_errors.iter().filter(|n| !errors.contains_key(*n)) {
+        for name in exported.iter().filter(|n| !errors.contains_key(*n)) {
             let _ = self.spec_errors.remove_label_values(&[name.as_str()]);
         }
         for (name, n) in errors {
@@ -267,7 +262,7 @@ impl Metrics {
                 .with_label_values(&[name.as_str()])
                 .set(*n as i64);
         }
-        exported.spec_errors = errors.keys().cloned().collect();
+        *exported = errors.keys().cloned().collect();
     }
 
     /// Records one helm child process.
@@ -307,8 +302,11 @@ impl Default for Metrics {
 mod tests {
     use super::*;
 
-    fn status(phase: Phase, rev: &str) -> StoreStatus {
-        StoreStatus::new(phase, "r", Some(rev.to_string()))
+    fn status(phase: Phase, rev: &str, engine: &'static str) -> StoreStatus {
+        let mut s = StoreStatus::new(phase, "r");
+        s.revision = Some(rev.to_string());
+        s.engine = Some(engine);
+        s
     }
 
     #[test]
@@ -316,10 +314,10 @@ mod tests {
         let m = Metrics::new();
         let a = StoreName::new("a").unwrap_or_else(|e| panic!("{e}"));
         let b = StoreName::new("b").unwrap_or_else(|e| panic!("{e}"));
-        let mut s = BTreeMap::new();
-        s.insert(a.clone(), (status(Phase::Ready, "r1"), "woocommerce"));
-        s.insert(b.clone(), (status(Phase::Failed, "r1"), "medusa"));
-        m.set_stores(&s);
+        let a1 = status(Phase::Ready, "r1", "woocommerce");
+        let b1 = status(Phase::Failed, "r1", "medusa");
+        m.store_changed(&a, None, Some(&a1));
+        m.store_changed(&b, None, Some(&b1));
         let text = m.render();
         assert!(
             text.contains(
@@ -328,13 +326,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"storekeeper_stores{phase="Failed"} 1"#), "{text}");
-        s.remove(&b);
-        s.insert(a, (status(Phase::Ready, "r2"), "woocommerce"));
-        m.set_stores(&s);
+        m.store_changed(&b, Some(&b1), None);
+        m.store_changed(&a, Some(&a1), Some(&status(Phase::Ready, "r2", "woocommerce")));
         let text = m.render();
         assert!(!text.contains(r#"store="b""#), "{text}");
         assert!(!text.contains(r#"revision="r1""#), "old series removed: {text}");
         assert!(text.contains(r#"storekeeper_stores{phase="Failed"} 0"#), "{text}");
+        assert!(text.contains(r#"storekeeper_stores{phase="Ready"} 1"#), "{text}");
     }
 
     #[test]
@@ -351,7 +349,8 @@ mod tests {
     fn names_list_every_family_the_registry_exposes() {
         let m = Metrics::new();
         let a = StoreName::new("a").unwrap_or_else(|e| panic!("{e}"));
-        m.set_stores(&[(a.clone(), (status(Phase::Ready, "r"), "medusa"))].into());
+        m.store_changed(&a, None, Some(&status(Phase::Ready, "r", "medusa")));
+        m.reconcile_errors.with_label_values(&["helm_timeout"]).inc();
         m.set_spec_errors(&[(a, 1)].into());
         m.reconcile_cycles.with_label_values(&["ok"]).inc();
         m.reconcile_duration.observe(0.1);

@@ -66,10 +66,13 @@ pub enum Skip {
     /// Would delete, but `protect` was set when last applied.
     Protected,
     Guarded(Guard),
-    /// `store-<name>` exists without our labels: never adopt, never delete.
+    /// The store's namespace exists without our labels: never adopted, never deleted.
     Conflict,
     /// A helm operation is under way (a fresh `pending-*`): wait for it.
     InProgress,
+    /// The store's namespace is being deleted: nothing is created into it; a desired store is
+    /// created again once it is gone.
+    Terminating,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -155,16 +158,10 @@ pub fn needs_release_state(
     let (Some(d), Some(o)) = (desired, observed) else {
         return false;
     };
-    if d.spec.suspend {
+    if d.spec.suspend || o.terminating {
         return false;
     }
-    resync || o.applied_hash.as_deref() != Some(d.hash.as_str()) || !status_is_ready(o)
-}
-
-fn status_is_ready(o: &ObservedStore) -> bool {
-    o.status
-        .as_deref()
-        .is_some_and(|s| s.contains("\"phase\":\"Ready\""))
+    resync || o.applied_hash.as_deref() != Some(d.hash.as_str()) || !o.is_ready()
 }
 
 /// Computes the plan. Steps come in store-name order.
@@ -205,10 +202,19 @@ fn decide_desired(
     d: &Desired,
     observed: Option<&ObservedStore>,
 ) -> (Action, String) {
-    if input.conflicts.contains(name) && observed.is_none() {
+    if observed.is_none() && input.conflicts.contains(name) {
         return (
             Action::Skip(Skip::Conflict),
-            "namespace exists without storekeeper's labels; not adopted — rename the store or remove the namespace by hand".into(),
+            "namespace exists without storekeeper's labels; not adopted: rename the store or remove the namespace by hand".into(),
+        );
+    }
+    if let Some(o) = observed.filter(|o| o.terminating) {
+        return (
+            Action::Skip(Skip::Terminating),
+            format!(
+                "namespace {} is terminating; the store is created again once it is gone",
+                o.namespace
+            ),
         );
     }
     if d.spec.suspend {
@@ -220,43 +226,10 @@ fn decide_desired(
     let Some(o) = observed else {
         return (Action::Create, "new store".into());
     };
-    if let Some(Some(r)) = input.releases.get(name) {
-        let age = r
-            .last_deployed
-            .map(|t| input.now.duration_since(t).unsigned_abs())
-            .unwrap_or(Duration::MAX);
-        if r.status.is_pending() {
-            if age < input.limits.helm_timeout {
-                return (
-                    Action::Skip(Skip::InProgress),
-                    format!(
-                        "release is {} since {}s; waiting for it",
-                        r.status.as_str(),
-                        age.as_secs()
-                    ),
-                );
-            }
-            let how = if r.status == ReleaseStatus::PendingInstall && !o.ever_ready {
-                Recovery::Reinstall
-            } else if r.revision > 1 {
-                Recovery::Rollback
-            } else {
-                Recovery::RollForward
-            };
-            return (
-                Action::Recover(how),
-                format!(
-                    "release stuck in {} for longer than the helm timeout",
-                    r.status.as_str()
-                ),
-            );
-        }
-        if r.status == ReleaseStatus::Failed {
-            return (
-                Action::Recover(Recovery::RollForward),
-                "release failed; rolling forward".into(),
-            );
-        }
+    if let Some(Some(r)) = input.releases.get(name)
+        && let Some(decision) = decide_release(input, r, o)
+    {
+        return decision;
     }
     if matches!(input.releases.get(name), Some(None)) {
         return (
@@ -270,6 +243,47 @@ fn decide_desired(
     (Action::Noop, "up to date".into())
 }
 
+/// A release that is stuck or failed decides the step by itself: wait for a fresh operation,
+/// or recover. `None`: the release is fine; the spec decides.
+fn decide_release(input: &Input<'_>, r: &ReleaseInfo, o: &ObservedStore) -> Option<(Action, String)> {
+    let age = r
+        .last_deployed
+        .map(|t| input.now.duration_since(t).unsigned_abs())
+        .unwrap_or(Duration::MAX);
+    if r.status.is_pending() {
+        if age < input.limits.helm_timeout {
+            return Some((
+                Action::Skip(Skip::InProgress),
+                format!(
+                    "release is {} since {}s; waiting for it",
+                    r.status.as_str(),
+                    age.as_secs()
+                ),
+            ));
+        }
+        let how = if r.status == ReleaseStatus::PendingInstall && !o.ever_ready {
+            Recovery::Reinstall
+        } else if r.revision > 1 {
+            Recovery::Rollback
+        } else {
+            Recovery::RollForward
+        };
+        return Some((
+            Action::Recover(how),
+            format!(
+                "release stuck in {} for longer than the helm timeout",
+                r.status.as_str()
+            ),
+        ));
+    }
+    (r.status == ReleaseStatus::Failed).then(|| {
+        (
+            Action::Recover(Recovery::RollForward),
+            "release failed; rolling forward".to_string(),
+        )
+    })
+}
+
 fn decide_orphan(
     input: &Input<'_>,
     o: &ObservedStore,
@@ -277,6 +291,12 @@ fn decide_orphan(
     deletions: &mut usize,
 ) -> (Action, String) {
     let guarded = |g: Guard, why: &str| (Action::Skip(Skip::Guarded(g)), why.to_string());
+    if o.terminating {
+        return (
+            Action::Skip(Skip::Terminating),
+            format!("namespace {} is terminating", o.namespace),
+        );
+    }
     if o.protected {
         return (
             Action::Skip(Skip::Protected),

@@ -28,6 +28,8 @@ use crate::status::StoreStatus;
 pub struct Health {
     source_ok: AtomicBool,
     cluster_ok: AtomicBool,
+    /// Why the cluster is not reachable yet (shown by `/readyz` until the first success).
+    cluster_error: Mutex<Option<String>>,
     shutting_down: AtomicBool,
     last_source_success: Mutex<Option<Instant>>,
     last_heartbeat: Mutex<Instant>,
@@ -42,6 +44,7 @@ impl Health {
         Health {
             source_ok: AtomicBool::new(false),
             cluster_ok: AtomicBool::new(false),
+            cluster_error: Mutex::new(None),
             shutting_down: AtomicBool::new(false),
             last_source_success: Mutex::new(None),
             last_heartbeat: Mutex::new(Instant::now()),
@@ -59,6 +62,16 @@ impl Health {
 
     pub fn cluster_succeeded(&self) {
         self.cluster_ok.store(true, Ordering::SeqCst);
+        if let Ok(mut e) = self.cluster_error.lock() {
+            *e = None;
+        }
+    }
+
+    /// The cluster could not be reached or listed; until the first success, `/readyz` says why.
+    pub fn cluster_failed(&self, why: String) {
+        if let Ok(mut e) = self.cluster_error.lock() {
+            *e = Some(why);
+        }
     }
 
     pub fn shutting_down(&self) {
@@ -84,18 +97,22 @@ impl Health {
     }
 
     /// Ready: first source read and first cluster list done, the source is fresh, no shutdown.
-    pub fn ready(&self) -> Result<(), &'static str> {
+    pub fn ready(&self) -> Result<(), String> {
         if self.shutting_down.load(Ordering::SeqCst) {
-            return Err("shutting down");
+            return Err("shutting down".into());
         }
         if !self.source_ok.load(Ordering::SeqCst) {
-            return Err("source not read yet");
+            return Err("source not read yet".into());
         }
         if !self.cluster_ok.load(Ordering::SeqCst) {
-            return Err("cluster not listed yet");
+            let why = self.cluster_error.lock().ok().and_then(|e| e.clone());
+            return Err(match why {
+                Some(why) => format!("cluster not reachable yet: {why}"),
+                None => "cluster not listed yet".into(),
+            });
         }
         if self.is_stale() {
-            return Err("source is stale");
+            return Err("source is stale".into());
         }
         Ok(())
     }
@@ -274,6 +291,8 @@ fn store_json(name: &StoreName, s: &StoreStatus) -> serde_json::Value {
         "reason": s.reason,
         "last_transition": s.last_transition.to_string(),
         "last_error": s.last_error,
+        "error_code": s.error_code,
+        "next_attempt": s.next_attempt.map(|t| t.to_string()),
         "revision": s.revision,
     })
 }
@@ -340,17 +359,20 @@ mod tests {
     #[test]
     fn readiness_is_earned_and_lost() {
         let h = Health::new(Duration::from_millis(50), Duration::from_secs(60));
-        assert_eq!(h.ready(), Err("source not read yet"));
+        let err = |s: &str| Err(s.to_string());
+        assert_eq!(h.ready(), err("source not read yet"));
         h.source_succeeded();
-        assert_eq!(h.ready(), Err("cluster not listed yet"));
+        assert_eq!(h.ready(), err("cluster not listed yet"));
+        h.cluster_failed("connection refused".into());
+        assert_eq!(h.ready(), err("cluster not reachable yet: connection refused"));
         h.cluster_succeeded();
         assert_eq!(h.ready(), Ok(()));
         std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(h.ready(), Err("source is stale"));
+        assert_eq!(h.ready(), err("source is stale"));
         h.source_succeeded();
         assert_eq!(h.ready(), Ok(()));
         h.shutting_down();
-        assert_eq!(h.ready(), Err("shutting down"));
+        assert_eq!(h.ready(), err("shutting down"));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Per-store status: held in memory, mirrored to a namespace annotation for the phases that come
-//! from storekeeper's own operations.
+//! from storekeeper's own operations. Only [`crate::record`] writes either.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a store stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Phase {
+    /// Known and about to be acted on (queued), or rolled back and about to roll forward.
     Pending,
     Provisioning,
     Ready,
@@ -42,7 +43,8 @@ impl Phase {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What the daemon knows of one store right now.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreStatus {
     pub phase: Phase,
     /// `woocommerce` or `medusa`, when the store file could be read.
@@ -50,30 +52,84 @@ pub struct StoreStatus {
     /// A human message: the plan's reason or the error.
     pub reason: String,
     pub last_transition: jiff::Timestamp,
+    /// The last failure's message; cleared by the next success.
     pub last_error: Option<String>,
+    /// The last failure's bounded code (`helm_timeout`, `namespace_create`, ...).
+    pub error_code: Option<&'static str>,
     pub revision: Option<String>,
+    /// When a failed store is tried again (backoff), or when a queued store may start.
+    pub next_attempt: Option<jiff::Timestamp>,
 }
 
 impl StoreStatus {
-    pub fn new(phase: Phase, reason: impl Into<String>, revision: Option<String>) -> Self {
+    pub fn new(phase: Phase, reason: impl Into<String>) -> Self {
         StoreStatus {
             phase,
             engine: None,
             reason: reason.into(),
             last_transition: jiff::Timestamp::now(),
             last_error: None,
-            revision,
+            error_code: None,
+            revision: None,
+            next_attempt: None,
         }
     }
 
-    /// The annotation form: compact JSON.
-    pub fn annotation(&self) -> String {
-        serde_json::json!({
-            "phase": self.phase.as_str(),
-            "reason": self.reason,
-            "since": self.last_transition.to_string(),
-            "revision": self.revision,
-        })
-        .to_string()
+    /// The annotation form of this status.
+    pub fn annotation(&self) -> StatusAnnotation {
+        StatusAnnotation {
+            phase: self.phase,
+            reason: self.reason.clone(),
+            since: self.last_transition,
+            revision: self.revision.clone(),
+            error: self.last_error.clone(),
+            code: self.error_code.map(str::to_string),
+        }
+    }
+}
+
+/// The `storekeeper.dev/status` annotation: what `status --from-cluster` and the plan read back.
+/// A typed struct rather than JSON text other modules search in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusAnnotation {
+    pub phase: Phase,
+    pub reason: String,
+    pub since: jiff::Timestamp,
+    #[serde(default)]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl StatusAnnotation {
+    /// Compact JSON, as written to the namespace.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses the annotation; `None` for a missing or foreign value (treated as "unknown").
+    pub fn parse(text: &str) -> Option<StatusAnnotation> {
+        serde_json::from_str(text).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotation_round_trips_and_tolerates_older_forms() {
+        let mut s = StoreStatus::new(Phase::Failed, "helm_timeout");
+        s.last_error = Some("helm timed out".into());
+        s.error_code = Some("helm_timeout");
+        s.revision = Some("abc".into());
+        let a = s.annotation();
+        assert_eq!(StatusAnnotation::parse(&a.to_json()), Some(a));
+        // The first wave wrote no error fields.
+        let old = r#"{"phase":"Ready","reason":"deployed","since":"2026-11-22T14:00:00Z","revision":"r"}"#;
+        assert_eq!(StatusAnnotation::parse(old).map(|a| a.phase), Some(Phase::Ready));
+        assert_eq!(StatusAnnotation::parse("not json"), None);
     }
 }

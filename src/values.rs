@@ -120,6 +120,19 @@ pub struct HashInputs {
     pub extra_values: Vec<Vec<u8>>,
 }
 
+impl HashInputs {
+    /// A short digest of these inputs: memoised spec hashes stay valid while it is unchanged.
+    pub fn key(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.chart_version.as_bytes());
+        for b in &self.extra_values {
+            h.update([0]);
+            h.update(Sha256::digest(b));
+        }
+        hex::encode(h.finalize())
+    }
+}
+
 /// The canonical spec hash: sha256 over a canonical JSON document of the effective values, the
 /// namespace settings, the chart version and the extra values files. Key order, whitespace and
 /// comments of the store file cannot change it; any effective value does.

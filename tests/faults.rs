@@ -833,59 +833,18 @@ fn git_remote_faults_under_the_daemon() {
 
 // ---------------------------------------------------------------------------------------------
 
-mod helm4 {
-    #[test]
-    fn list_500() {
-        super::list_500(4)
-    }
-    #[test]
-    fn namespace_create_500() {
-        super::namespace_create_500(4)
-    }
-    #[test]
-    fn namespace_patch_500() {
-        super::namespace_patch_500(4)
-    }
-    #[test]
-    fn secret_create_500() {
-        super::secret_create_500(4)
-    }
-    #[test]
-    fn delete_500() {
-        super::delete_500(4)
-    }
-    #[test]
-    fn slow_api() {
-        super::slow_api(4)
-    }
-    #[test]
-    fn api_unavailable_for_a_while() {
-        super::api_unavailable_for_a_while(4)
-    }
-    #[test]
-    fn idle_daemon_respects_the_interval() {
-        super::idle_daemon_respects_the_interval(4)
-    }
-    #[test]
-    fn helm_killed_mid_upgrade() {
-        super::helm_killed_mid_upgrade(4)
-    }
-    #[test]
-    fn daemon_killed_mid_apply() {
-        super::daemon_killed_mid_apply(4)
-    }
-}
-
-mod helm3 {
-    #[test]
-    fn list_500() {
-        super::list_500(3)
-    }
-    #[test]
-    fn helm_killed_mid_upgrade() {
-        super::helm_killed_mid_upgrade(3)
-    }
-}
+support::both_helms!(
+    list_500,
+    namespace_create_500,
+    namespace_patch_500,
+    secret_create_500,
+    delete_500,
+    slow_api,
+    api_unavailable_for_a_while,
+    idle_daemon_respects_the_interval,
+    helm_killed_mid_upgrade,
+    daemon_killed_mid_apply,
+);
 
 mod git {
     #[test]

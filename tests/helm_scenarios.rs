@@ -4,6 +4,8 @@
 //! Every helm scenario runs once per major version (`helm3_…` / `helm4_…`). A failing test
 //! prints the helm output it saw, and `TestApi`'s drop prints the tail of the request log.
 
+mod support;
+
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -362,18 +364,7 @@ fn failed_upgrade_rolls_back(major: u8) {
     assert_eq!(deploy["status"]["availableReplicas"], 1);
 }
 
-macro_rules! for_both_helms {
-    ($($scenario:ident),* $(,)?) => {
-        mod helm3 {
-            $(#[test] fn $scenario() { super::$scenario(3) })*
-        }
-        mod helm4 {
-            $(#[test] fn $scenario() { super::$scenario(4) })*
-        }
-    };
-}
-
-for_both_helms!(
+support::both_helms!(
     install_upgrade_uninstall,
     wait_succeeds,
     wait_times_out_on_never_ready,

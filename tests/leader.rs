@@ -495,7 +495,11 @@ fn two_daemons_one_leader_and_failover() {
         .filter(|c| c.starts_with("upgrade"))
         .count();
     assert_eq!(upgrades, 1, "one upgrade, by one daemon: {:?}", env.helm_calls());
-    assert!(!b.logs().contains("Done"), "the standby acted:\n{}", b.logs());
+    assert!(
+        !b.logs().contains("Running helm upgrade"),
+        "the standby acted:\n{}",
+        b.logs()
+    );
     assert_eq!(current().as_deref(), Some("a"));
 
     // The leader dies without releasing: b takes over after the lease expires and converges.

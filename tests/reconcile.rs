@@ -309,36 +309,6 @@ fn pending_upgrade_is_recovered(major: u8) {
     assert_eq!(env.phase("store-shop").as_deref(), Some("Ready"));
 }
 
-/// Leaves `store`'s release in `pending-upgrade` the way a crash does: an outside helm upgrade to
-/// a never-ready spec, SIGKILLed once the release is pending.
-fn leave_pending_upgrade(env: &Env, store: &str) {
-    let chart = format!("{}/charts/woocommerce-store", env.dir.path().display());
-    let ns = format!("store-{store}");
-    let mut child = env
-        .helm
-        .command()
-        .args([
-            "upgrade",
-            store,
-            &chart,
-            "-n",
-            &ns,
-            "--wait",
-            "--timeout",
-            "60s",
-            "--set",
-            "neverReady=true",
-        ])
-        .spawn()
-        .expect("spawn helm");
-    let pending = wait_for(Duration::from_secs(20), || {
-        env.release_status(store).as_deref() == Some("pending-upgrade")
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(pending, "helm did not reach pending-upgrade");
-}
-
 /// A release someone else left pending is invisible to a normal cycle (the namespace says Ready)
 /// but found by a resync.
 fn resync_finds_a_foreign_stuck_release(major: u8) {
@@ -351,7 +321,7 @@ fn resync_finds_a_foreign_stuck_release(major: u8) {
     );
     env.write_store("shop", SHOP);
     apply_ok(&env);
-    leave_pending_upgrade(&env, "shop");
+    env.leave_pending_upgrade("shop");
     std::thread::sleep(Duration::from_secs(4));
     let out = env.run(&["apply", "--resync"]);
     assert!(
@@ -406,7 +376,7 @@ fn resync_of_many_stores_is_one_helm_list(major: u8) {
         env.write_store(s, SHOP);
     }
     apply_ok(&env);
-    leave_pending_upgrade(&env, "shop");
+    env.leave_pending_upgrade("shop");
     std::thread::sleep(Duration::from_secs(4));
     env.clear_helm_log();
     let out = env.run(&["apply", "--resync"]);
@@ -459,14 +429,7 @@ fn failing_store_is_retried_with_backoff(major: u8) {
     );
 }
 
-macro_rules! both_helms {
-    ($($name:ident),* $(,)?) => {
-        mod helm3 { $( #[test] fn $name() { super::$name(3) } )* }
-        mod helm4 { $( #[test] fn $name() { super::$name(4) } )* }
-    };
-}
-
-both_helms!(
+support::both_helms!(
     apply_converges_and_is_idle_after,
     plan_shows_diff_and_apply_upgrades_only_that_store,
     deletion_rules,

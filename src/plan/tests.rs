@@ -25,7 +25,14 @@ fn mk_observed(n: &str, hash: Option<&str>) -> ObservedStore {
     ObservedStore {
         namespace: format!("store-{n}"),
         applied_hash: hash.map(str::to_string),
-        status: Some("{\"phase\":\"Ready\"}".into()),
+        status: Some(crate::status::StatusAnnotation {
+            phase: crate::status::Phase::Ready,
+            reason: "deployed".into(),
+            since: jiff::Timestamp::UNIX_EPOCH,
+            revision: None,
+            error: None,
+            code: None,
+        }),
         ever_ready: true,
         ..ObservedStore::default()
     }
@@ -49,8 +56,8 @@ fn release(status: &str, revision: u32, age_s: i64, now: jiff::Timestamp) -> Opt
 struct World {
     desired: BTreeMap<StoreName, Result<Desired, SpecError>>,
     observed: BTreeMap<StoreName, ObservedStore>,
-    conflicts: BTreeSet<StoreName>,
     releases: BTreeMap<StoreName, Option<ReleaseInfo>>,
+    conflicts: BTreeSet<StoreName>,
     limits: Limits,
     unnamed: bool,
     now: jiff::Timestamp,
@@ -61,8 +68,8 @@ impl World {
         World {
             desired: BTreeMap::new(),
             observed: BTreeMap::new(),
-            conflicts: BTreeSet::new(),
             releases: BTreeMap::new(),
+            conflicts: BTreeSet::new(),
             limits: Limits {
                 prune: true,
                 max_deletions: 1,
@@ -218,6 +225,30 @@ fn suspended_and_conflicting_stores_are_skipped() {
 }
 
 #[test]
+fn a_terminating_namespace_is_deleting_and_never_created_into() {
+    let mut w = World::new()
+        .want("back", "")
+        .have("back", None)
+        .have("gone", Some("h"));
+    for o in w.observed.values_mut() {
+        o.terminating = true;
+    }
+    w.limits.max_deletions = 100;
+    let d = mk_desired("back", "");
+    assert!(
+        !needs_release_state(Some(&d), w.observed.get(&name("back")), true),
+        "no helm call for a namespace on its way out"
+    );
+    assert_eq!(
+        w.actions(),
+        [
+            a("back", Action::Skip(Skip::Terminating)),
+            a("gone", Action::Skip(Skip::Terminating))
+        ]
+    );
+}
+
+#[test]
 fn stuck_and_failed_releases_are_recovered() {
     let mut w = World::new()
         .want("up", "")
@@ -281,7 +312,9 @@ fn release_state_is_read_only_when_needed() {
         "changed"
     );
     let mut failed = same.clone();
-    failed.status = Some("{\"phase\":\"Failed\"}".into());
+    if let Some(st) = failed.status.as_mut() {
+        st.phase = crate::status::Phase::Failed;
+    }
     assert!(needs_release_state(Some(&d), Some(&failed), false), "not Ready");
     assert!(
         !needs_release_state(Some(&d), None, true),

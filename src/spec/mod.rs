@@ -76,7 +76,7 @@ fn is_dns_name(s: &str) -> bool {
 }
 
 /// Which ecommerce engine (and so which chart) a store runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     Woocommerce,

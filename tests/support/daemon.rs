@@ -17,7 +17,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(env: &Env, extra_env: &[(&str, String)]) -> Daemon {
-        let mut cmd = env.storekeeper(&["run", "--listen", "127.0.0.1:0"]);
+        Daemon::start_with_config(env, &env.config, extra_env)
+    }
+
+    /// A daemon with another config file (e.g. a second replica with its own helm log).
+    pub fn start_with_config(env: &Env, config: &std::path::Path, extra_env: &[(&str, String)]) -> Daemon {
+        let mut cmd = env.storekeeper_with(config, &["run", "--listen", "127.0.0.1:0"]);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

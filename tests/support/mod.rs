@@ -5,6 +5,18 @@
 pub mod daemon;
 pub mod git;
 
+/// The one way to run scenarios against both helm majors: each `fn name(major: u8)` becomes the
+/// tests `helm3::name` and `helm4::name`.
+#[allow(unused_macros)] // each test binary uses a different part of the harness
+macro_rules! both_helms {
+    ($($name:ident),* $(,)?) => {
+        mod helm3 { $( #[test] fn $name() { super::$name(3) } )* }
+        mod helm4 { $( #[test] fn $name() { super::$name(4) } )* }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_helms;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -32,6 +44,8 @@ pub struct Opts {
     pub interval: &'static str,
     /// A replacement `[source...]` section (e.g. a Git source); default: the stores directory.
     pub source: Option<String>,
+    /// `helm.max_concurrent`.
+    pub max_concurrent: usize,
 }
 
 impl Default for Opts {
@@ -42,6 +56,7 @@ impl Default for Opts {
             extra: "",
             interval: "500ms",
             source: None,
+            max_concurrent: 3,
         }
     }
 }
@@ -96,7 +111,7 @@ impl Env {
             &config,
             format!(
                 "{}\n[cluster]\nkubeconfig = '{}'\nbase_domain = 'test.local'\n\
-                 [helm]\nbinary = '{}'\ncharts_dir = '{}'\ntimeout = '{}'\n\
+                 [helm]\nbinary = '{}'\ncharts_dir = '{}'\ntimeout = '{}'\nmax_concurrent = {}\n\
                  [reconcile]\ninterval = '{}'\nmax_deletions_per_cycle = {}\n\
                  [http]\nlisten = '127.0.0.1:0'\n{}",
                 opts.source
@@ -106,6 +121,7 @@ impl Env {
                 wrapper.display(),
                 dir.path().join("charts").display(),
                 opts.helm_timeout,
+                opts.max_concurrent,
                 opts.interval,
                 opts.max_deletions,
                 opts.extra,
@@ -133,10 +149,15 @@ impl Env {
 
     /// `storekeeper <args> --config <ours>` with the helm environment.
     pub fn storekeeper(&self, args: &[&str]) -> Command {
+        self.storekeeper_with(&self.config, args)
+    }
+
+    /// `storekeeper <args> --config <config>` with the helm environment.
+    pub fn storekeeper_with(&self, config: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_storekeeper"));
         cmd.args(args)
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .current_dir(self.dir.path());
         cmd.envs(self.helm.envs());
         cmd.env("STOREKEEPER_LOG", "info");
@@ -213,6 +234,38 @@ impl Env {
         let s = self.annotation(ns, "storekeeper.dev/status")?;
         let v: Value = serde_json::from_str(&s).ok()?;
         v["phase"].as_str().map(str::to_string)
+    }
+}
+
+impl Env {
+    /// Leaves `store`'s release in `pending-upgrade` the way a crash does: an outside helm
+    /// upgrade to a never-ready spec, SIGKILLed once the release is pending.
+    pub fn leave_pending_upgrade(&self, store: &str) {
+        let chart = format!("{}/charts/woocommerce-store", self.dir.path().display());
+        let ns = format!("store-{store}");
+        let mut child = self
+            .helm
+            .command()
+            .args([
+                "upgrade",
+                store,
+                &chart,
+                "-n",
+                &ns,
+                "--wait",
+                "--timeout",
+                "60s",
+                "--set",
+                "neverReady=true",
+            ])
+            .spawn()
+            .expect("spawn helm");
+        let pending = wait_for(Duration::from_secs(20), || {
+            self.release_status(store).as_deref() == Some("pending-upgrade")
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(pending, "helm did not reach pending-upgrade");
     }
 }
 

@@ -40,12 +40,20 @@ impl Faults {
     /// rule). An empty method matches every method.
     fn take(&mut self, method: &str, path: &str) -> bool {
         let hit = self.fail.iter_mut().find(|(n, m, p)| {
-            *n > 0 && (m.is_empty() || m.eq_ignore_ascii_case(method)) && path.contains(p.as_str())
+            *n > 0 && (m.is_empty() || m.eq_ignore_ascii_case(method)) && path_matches(path, p)
         });
         let Some(rule) = hit else { return false };
         rule.0 -= 1;
         self.fail.retain(|(n, _, _)| *n > 0);
         true
+    }
+}
+
+/// `pattern` is a substring of the path, or with a trailing `$` the path's end.
+fn path_matches(path: &str, pattern: &str) -> bool {
+    match pattern.strip_suffix('$') {
+        Some(end) => path.ends_with(end),
+        None => path.contains(pattern),
     }
 }
 
@@ -616,5 +624,11 @@ mod tests {
         assert!(f.take("POST", "/api/v1/namespaces/a/secrets"));
         assert!(f.take("POST", "/api/v1/namespaces/a/secrets"));
         assert!(!f.take("POST", "/api/v1/namespaces/a/secrets"));
+        f.fail.push((1, "DELETE".into(), "/namespaces/a$".into()));
+        assert!(
+            !f.take("DELETE", "/api/v1/namespaces/a/configmaps/x"),
+            "anchored at the end"
+        );
+        assert!(f.take("DELETE", "/api/v1/namespaces/a"));
     }
 }

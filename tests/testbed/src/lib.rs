@@ -200,7 +200,7 @@ impl TestApi {
     }
 
     /// The next `n` requests whose method is `method` (case-insensitive; `""` = any) and whose
-    /// path contains `path_contains` get a 500 `Status`.
+    /// path contains `path_contains` (or, with a trailing `$`, ends with it) get a 500 `Status`.
     pub fn fail_next(&self, n: usize, method: &str, path_contains: &str) {
         lock(&self.shared.faults)
             .fail

@@ -1,0 +1,336 @@
+//! The one outcome path. [`Recorder::record`] is the only writer of a store's phase, reason,
+//! `last_error`, the `storekeeper.dev/status` annotation, the per-store metrics, the error
+//! counter and the log line of an outcome, so no store can sit in a phase nobody explained.
+//!
+//! Transitions that belong to an operation (it started, its namespace now exists, it finished)
+//! write the annotation; a plan's view of a store that nothing runs for stays in memory (a
+//! skipped store must not be touched), except that a Ready store whose annotation lags behind is
+//! repaired.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::cluster::{ANN_STATUS, Annotations, ClusterError, ClusterOps};
+use crate::execute::{Done, ExecError};
+use crate::metrics::Metrics;
+use crate::plan::{Action, Skip};
+use crate::runner::Work;
+use crate::spec::StoreName;
+use crate::status::{Phase, StoreStatus};
+
+/// Every store's status, shared with the HTTP server.
+pub type Statuses = Arc<Mutex<BTreeMap<StoreName, StoreStatus>>>;
+
+/// How many finished operations are kept for `/operations` and `apply`'s summary.
+const OPERATION_LOG: usize = 200;
+
+/// What happened to a store.
+pub enum Transition<'a> {
+    /// An operation starts.
+    Started(&'a Work),
+    /// The namespace of a new store now exists, so its status can be mirrored.
+    NamespaceReady(&'a Work),
+    /// An operation ended; `retry_at` is set when it failed.
+    Finished {
+        work: &'a Work,
+        result: &'a Result<Done, ExecError>,
+        started: jiff::Timestamp,
+        retry_at: Option<jiff::Timestamp>,
+    },
+    /// The store is neither desired nor observed any more.
+    Forgotten,
+}
+
+/// One finished operation, for operators (`/operations`, `storekeeper logs`, `apply`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Operation {
+    pub store: StoreName,
+    pub action: &'static str,
+    pub started: jiff::Timestamp,
+    pub finished: jiff::Timestamp,
+    /// `ok` or the bounded error code.
+    pub result: &'static str,
+    pub message: String,
+    pub revision: String,
+}
+
+pub struct Recorder<C> {
+    cluster: Arc<C>,
+    metrics: Arc<Metrics>,
+    statuses: Statuses,
+    operations: Mutex<VecDeque<Operation>>,
+}
+
+impl<C: ClusterOps> Recorder<C> {
+    pub fn new(cluster: Arc<C>, metrics: Arc<Metrics>, statuses: Statuses) -> Self {
+        Recorder {
+            cluster,
+            metrics,
+            statuses,
+            operations: Mutex::default(),
+        }
+    }
+
+    /// Records a transition. Fails only when an operation's own status annotation cannot be
+    /// written (started, namespace ready): that is a failure of the operation.
+    pub async fn record(&self, store: &StoreName, t: Transition<'_>) -> Result<(), ClusterError> {
+        match t {
+            Transition::Started(work) => {
+                let phase = if work.step.action == Action::Delete {
+                    Phase::Deleting
+                } else {
+                    Phase::Provisioning
+                };
+                let status = self.update(store, |s| {
+                    s.phase = phase;
+                    s.reason = work.step.reason.clone();
+                    s.revision = Some(work.revision.to_string());
+                    s.next_attempt = None;
+                });
+                info!(store = %store, action = work.step.action.code(), revision = %work.revision, "{}", phase.as_str());
+                match (&work.observed, status) {
+                    (Some(o), Some(s)) => self.mirror(&o.namespace, &s).await,
+                    _ => Ok(()),
+                }
+            }
+            Transition::NamespaceReady(work) => match self.get(store) {
+                Some(s) => self.mirror(&work.namespace, &s).await,
+                None => Ok(()),
+            },
+            Transition::Finished {
+                work,
+                result,
+                started,
+                retry_at,
+            } => {
+                self.finished(work, result, started, retry_at).await;
+                Ok(())
+            }
+            Transition::Forgotten => {
+                let old = self.statuses.lock().ok().and_then(|mut m| m.remove(store));
+                self.metrics.store_changed(store, old.as_ref(), None);
+                Ok(())
+            }
+        }
+    }
+
+    /// A copy of every store's status.
+    pub fn statuses(&self) -> BTreeMap<StoreName, StoreStatus> {
+        self.statuses.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Every store with a status.
+    pub fn names(&self) -> Vec<StoreName> {
+        self.statuses
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many stores are in each phase.
+    pub fn phase_counts(&self) -> BTreeMap<Phase, usize> {
+        let mut counts = BTreeMap::new();
+        if let Ok(m) = self.statuses.lock() {
+            for s in m.values() {
+                *counts.entry(s.phase).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    pub fn get(&self, store: &StoreName) -> Option<StoreStatus> {
+        self.statuses.lock().ok().and_then(|m| m.get(store).cloned())
+    }
+
+    /// The finished operations, oldest first.
+    pub fn operations(&self) -> Vec<Operation> {
+        self.operations
+            .lock()
+            .map(|o| o.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records the plan's decision for a store no operation runs for, in memory (a skipped store
+    /// must not be touched). `queued`: its work waits in the queue, until `wait_until` when that
+    /// is a retry after a failure. Called with the runner's queue locked, so a plan's view never
+    /// lands on top of an operation that started meanwhile. Returns the status to mirror when a
+    /// Ready store's annotation lags behind (an earlier write was lost); see [`Recorder::repair`].
+    pub fn planned(
+        &self,
+        work: &Work,
+        queued: bool,
+        wait_until: Option<jiff::Timestamp>,
+    ) -> Option<(String, StoreStatus)> {
+        let store = &work.step.store;
+        let engine = work.desired.as_ref().map(|d| d.spec.engine.as_str());
+        let failed = self.get(store).is_some_and(|s| s.phase == Phase::Failed);
+        let phase = match work.step.action {
+            // Work waiting for its retry keeps showing the failure that put it there.
+            _ if queued && failed && wait_until.is_some() => Phase::Failed,
+            _ if queued => Phase::Pending,
+            Action::Noop => Phase::Ready,
+            Action::Skip(Skip::Invalid) => Phase::Invalid,
+            Action::Skip(Skip::Suspended) => Phase::Suspended,
+            Action::Skip(Skip::InProgress) => Phase::Provisioning,
+            Action::Skip(Skip::Terminating) => Phase::Deleting,
+            Action::Skip(Skip::Protected | Skip::Guarded(_) | Skip::Conflict) => Phase::Blocked,
+            Action::Create | Action::Upgrade | Action::Delete | Action::Recover(_) => Phase::Pending,
+        };
+        let revision = work.observed.as_ref().and_then(|o| o.revision.clone());
+        let before = self.get(store);
+        let status = self.update(store, |s| {
+            if engine.is_some() {
+                s.engine = engine;
+            }
+            s.phase = phase;
+            if phase != Phase::Failed {
+                s.reason = work.step.reason.clone();
+            }
+            s.next_attempt = wait_until;
+            if revision.is_some() {
+                s.revision = revision.clone();
+            }
+        });
+        if before.as_ref().map(|b| b.phase) != Some(phase) {
+            self.count_blocked(work);
+            info!(store = %store, action = work.step.action.code(), reason = %work.step.reason, "{}", phase.as_str());
+        }
+        match (work.step.action, &work.observed, status) {
+            (Action::Noop, Some(o), Some(s)) if !o.is_ready() => Some((o.namespace.clone(), s)),
+            _ => None,
+        }
+    }
+
+    /// Writes a status that [`Recorder::planned`] found lagging on the namespace.
+    pub async fn repair(&self, store: &StoreName, namespace: &str, status: &StoreStatus) {
+        if let Err(e) = self.mirror(namespace, status).await {
+            warn!(store = %store, error = %e, "cannot repair the status annotation");
+        }
+    }
+
+    fn count_blocked(&self, work: &Work) {
+        let guard = match work.step.action {
+            Action::Skip(Skip::Guarded(g)) => g.code(),
+            Action::Skip(Skip::Protected) => "protected",
+            _ => return,
+        };
+        self.metrics.deletions_blocked.with_label_values(&[guard]).inc();
+    }
+
+    async fn finished(
+        &self,
+        work: &Work,
+        result: &Result<Done, ExecError>,
+        started: jiff::Timestamp,
+        retry_at: Option<jiff::Timestamp>,
+    ) {
+        let store = &work.step.store;
+        let (code, message) = match result {
+            Ok(_) => ("ok", String::new()),
+            Err(e) => (e.code(), e.to_string()),
+        };
+        self.log_operation(Operation {
+            store: store.clone(),
+            action: work.step.action.code(),
+            started,
+            finished: jiff::Timestamp::now(),
+            result: code,
+            message: message.clone(),
+            revision: work.revision.to_string(),
+        });
+        match result {
+            Ok(Done::Deleted) => self.deleted(store, work),
+            Ok(done) => self.succeeded(work, *done).await,
+            Err(e) => self.failed(work, e, retry_at).await,
+        }
+    }
+
+    fn deleted(&self, store: &StoreName, work: &Work) {
+        let old = self.statuses.lock().ok().and_then(|mut m| m.remove(store));
+        self.metrics.store_changed(store, old.as_ref(), None);
+        self.metrics.deletions.with_label_values(&["ok"]).inc();
+        info!(store = %store, namespace = %work.namespace, revision = %work.revision, "Store deleted");
+    }
+
+    async fn succeeded(&self, work: &Work, done: Done) {
+        let store = &work.step.store;
+        let (phase, reason) = match done {
+            Done::RolledBack => (Phase::Pending, "rolled back; rolling forward next"),
+            Done::Deleted | Done::Applied => (Phase::Ready, "deployed"),
+        };
+        let status = self.update(store, |s| {
+            s.phase = phase;
+            s.reason = reason.into();
+            s.last_error = None;
+            s.error_code = None;
+            s.next_attempt = None;
+            s.revision = Some(work.revision.to_string());
+        });
+        info!(store = %store, action = work.step.action.code(), revision = %work.revision, "{}", phase.as_str());
+        if let Some(s) = status
+            && let Err(e) = self.mirror(&work.namespace, &s).await
+        {
+            warn!(store = %store, error = %e, "cannot write the status annotation; repaired by a later plan");
+        }
+    }
+
+    async fn failed(&self, work: &Work, e: &ExecError, retry_at: Option<jiff::Timestamp>) {
+        let store = &work.step.store;
+        let (code, message) = (e.code(), e.to_string());
+        self.metrics.reconcile_errors.with_label_values(&[code]).inc();
+        if work.step.action == Action::Delete {
+            self.metrics.deletions.with_label_values(&["error"]).inc();
+        }
+        let status = self.update(store, |s| {
+            s.phase = Phase::Failed;
+            s.reason = format!("{} failed: {code}", work.step.action.code());
+            s.last_error = Some(message.clone());
+            s.error_code = Some(code);
+            s.next_attempt = retry_at;
+        });
+        warn!(store = %store, action = work.step.action.code(), code, error = %message, next_attempt = ?retry_at.map(|t| t.to_string()), "Failed");
+        // Best effort: the namespace may be gone (a failed first install is cleaned up) or the
+        // API may be what failed. The in-memory status above is what /stores shows either way.
+        if let Some(s) = status
+            && let Err(err) = self.mirror(&work.namespace, &s).await
+        {
+            tracing::debug!(store = %store, error = %err, "cannot mirror the failure to the namespace");
+        }
+    }
+
+    /// Writes the status annotation.
+    async fn mirror(&self, namespace: &str, status: &StoreStatus) -> Result<(), ClusterError> {
+        let ann: Annotations = [(ANN_STATUS, Some(status.annotation().to_json()))].into();
+        self.cluster.annotate(namespace, &ann).await
+    }
+
+    /// Changes one store's status, keeping the transition time and the metrics true. Returns the
+    /// new status.
+    fn update(&self, store: &StoreName, f: impl FnOnce(&mut StoreStatus)) -> Option<StoreStatus> {
+        let mut map = self.statuses.lock().ok()?;
+        let old = map.get(store).cloned();
+        let entry = map
+            .entry(store.clone())
+            .or_insert_with(|| StoreStatus::new(Phase::Pending, ""));
+        f(entry);
+        if old.as_ref().is_none_or(|o| o.phase != entry.phase) {
+            entry.last_transition = jiff::Timestamp::now();
+        }
+        let new = entry.clone();
+        drop(map);
+        self.metrics.store_changed(store, old.as_ref(), Some(&new));
+        Some(new)
+    }
+
+    fn log_operation(&self, op: Operation) {
+        if let Ok(mut ops) = self.operations.lock() {
+            if ops.len() >= OPERATION_LOG {
+                ops.pop_front();
+            }
+            ops.push_back(op);
+        }
+    }
+}
