@@ -125,14 +125,13 @@ fn pod_template_inputs_rename_the_setup_job(major: u8) {
     let mut jobs = (the_setup_job(&env, WOO), the_setup_job(&env, MEDUSA));
 
     let (mut woo_values, mut medusa_values) = (String::new(), String::new());
-    for step in 0..medusa_steps.len() {
+    for (step, (input, toml)) in medusa_steps.into_iter().enumerate() {
         let mut changed = Vec::new();
         if let Some((input, toml)) = woo_steps.get(step) {
             woo_values.push_str(toml);
             changed.push(*input);
             env.write_store(WOO, &store_file("woocommerce", "small", &woo_values));
         }
-        let (input, toml) = medusa_steps[step];
         medusa_values.push_str(toml);
         changed.push(input);
         env.write_store(MEDUSA, &store_file("medusa", "small", &medusa_values));
