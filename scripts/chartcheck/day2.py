@@ -18,7 +18,7 @@ runs alongside the renders.
 """
 from __future__ import annotations
 
-import copy
+import concurrent.futures
 import json
 import os
 import re
@@ -327,31 +327,41 @@ def check_migration_id(helm: str, charts: Path, golden: Path, store: str, fails:
 
 
 def run_renders(helm: dict[str, str], charts: Path, goldens, fails: Failures) -> list[str]:
-    """The render-only day-two checks; returns one summary line per check."""
+    """The render-only day-two checks, run side by side (each renders with helm); returns one
+    summary line per check."""
     label, binary = next(iter(helm.items()))
-    lines = []
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        before = len(fails.items)
-        n = check_job_names(binary, charts, goldens, fails, tmp)
-        lines.append(f"{'ok  ' if len(fails.items) == before else 'FAIL'} 1  job-name: {n} pod-template inputs, each renames the setup Job")
-        woo = next(((s, g) for e, s, g in goldens if e == "woocommerce"), None)
-        med = next(((s, g) for e, s, g in goldens if e == "medusa"), None)
-        for num, name, fn, target in (
-            ("6 ", "wp-cron: DISABLE_WP_CRON, a CronJob on WordPress's volume and node that reaches MariaDB", check_wp_cron, woo),
-            ("8 ", "liveness: tcpSocket liveness, HTTP readiness", check_liveness, woo),
-            ("9 ", "apache: MaxRequestWorkers sized from the memory limit (512Mi, 1Gi, 3Gi)", check_apache_workers, woo),
-            ("11", "migration: digest and build id change the migration id and roll the pods", check_migration_id, med),
-        ):
-            before = len(fails.items)
-            if target is None:
-                fails.add(name, "no golden values file for this engine")
+    woo = next(((s, g) for e, s, g in goldens if e == "woocommerce"), None)
+    med = next(((s, g) for e, s, g in goldens if e == "medusa"), None)
+    checks = [
+        ("1 ", "job-name: every pod-template input renames the setup Job",
+         lambda f, tmp: check_job_names(binary, charts, goldens, f, tmp), True),
+        ("6 ", "wp-cron: DISABLE_WP_CRON, a CronJob on WordPress's volume and node that reaches MariaDB",
+         lambda f, tmp: check_wp_cron(binary, charts, woo[1], woo[0], f), woo),
+        ("8 ", "liveness: tcpSocket liveness, HTTP readiness",
+         lambda f, tmp: check_liveness(binary, charts, woo[1], woo[0], f), woo),
+        ("9 ", "apache: MaxRequestWorkers sized from the memory limit (512Mi, 1Gi, 3Gi)",
+         lambda f, tmp: check_apache_workers(binary, charts, woo[1], woo[0], f, tmp), woo),
+        ("11", "migration: digest and build id change the migration id and roll the pods",
+         lambda f, tmp: check_migration_id(binary, charts, med[1], med[0], f, tmp), med),
+    ]
+
+    def one(check):
+        num, name, fn, target = check
+        own = Failures()
+        with tempfile.TemporaryDirectory() as d:
+            if not target:
+                own.add(name, "no golden values file for this engine")
             else:
-                store, golden = target
-                args = (binary, charts, golden, store, fails) + ((tmp,) if fn in (check_apache_workers, check_migration_id) else ())
-                fn(*args)
-            lines.append(f"{'ok  ' if len(fails.items) == before else 'FAIL'} {num} {name}")
-    return [f"{label}: {line}" for line in lines]
+                fn(own, Path(d))
+        return num, name, own
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(one, checks))
+    lines = []
+    for num, name, own in results:
+        fails.items.extend(own.items)
+        lines.append(f"{label}: {'ok  ' if not own.items else 'FAIL'} {num} {name}")
+    return lines
 
 
 # ---- item 2: plan changes against the test API server ----------------------------------------
