@@ -66,8 +66,10 @@ fn store_common(spec: &StoreSpec) -> Map<String, Json> {
     m
 }
 
-/// The store's tax rates as WooCommerce keeps them: 4-decimal strings. Both charts take them
-/// (the Medusa chart passes them to its seed; tax regions are otherwise Medusa's own).
+/// The store's tax rates as WooCommerce keeps them: 4-decimal strings. Both charts take them:
+/// WooCommerce creates one tax rate each; the Medusa chart passes them to the seed and migration
+/// scripts as `STORE_TAXES` ("name|rate" lines) and creates no tax regions itself, because a
+/// Medusa tax region belongs to a region that only the seed creates.
 fn taxes(spec: &StoreSpec) -> Json {
     spec.shop
         .taxes
@@ -93,6 +95,98 @@ fn medusa(spec: &StoreSpec) -> Json {
     let mut store = store_common(spec);
     store.insert("taxes".into(), taxes(spec));
     chart_values(store, spec)
+}
+
+/// What a change of a store's values does to one of its volumes (`resources.storage.app` or
+/// `.db`). The charts never apply a new size blindly: an existing claim keeps its size, because a
+/// claim can never shrink and growing needs `persistence.expandVolumes` and a StorageClass with
+/// `allowVolumeExpansion` (k3s local-path has none). Plan output shows these next to the diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeChange {
+    /// The new size is smaller: the volume keeps its size (and may hold more than the new
+    /// storage quota allows, which only stops new claims).
+    KeepsLarger {
+        volume: &'static str,
+        kept: String,
+        requested: String,
+    },
+    /// The new size is larger: applied only where the chart may expand volumes.
+    GrowsIfExpandable {
+        volume: &'static str,
+        from: String,
+        to: String,
+    },
+}
+
+impl std::fmt::Display for VolumeChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VolumeChange::KeepsLarger {
+                volume,
+                kept,
+                requested,
+            } => write!(
+                f,
+                "{volume} volume stays {kept}: volumes never shrink (the plan asks for {requested})"
+            ),
+            VolumeChange::GrowsIfExpandable { volume, from, to } => write!(
+                f,
+                "{volume} volume grows {from} -> {to} only with persistence.expandVolumes = true \
+                 on a StorageClass that allows expansion; otherwise it stays {from}"
+            ),
+        }
+    }
+}
+
+/// The volume changes between the values last applied (`old`) and the new ones, for
+/// `storekeeper plan`; empty when no volume size changes (or on a first install, `old` = null).
+pub fn volume_changes(old: &Json, new: &Json) -> Vec<VolumeChange> {
+    ["app", "db"]
+        .into_iter()
+        .filter_map(|volume| {
+            let size = |v: &Json| v["resources"]["storage"][volume].as_str().map(str::to_string);
+            let (from, to) = (size(old)?, size(new)?);
+            let (a, b) = (quantity_bytes(&from)?, quantity_bytes(&to)?);
+            if b < a {
+                Some(VolumeChange::KeepsLarger {
+                    volume,
+                    kept: from,
+                    requested: to,
+                })
+            } else if b > a {
+                Some(VolumeChange::GrowsIfExpandable { volume, from, to })
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// A Kubernetes quantity (`5Gi`, `500M`, `1.5Gi`, plain bytes) in bytes. Hand-written: the only
+/// crate type for quantities (k8s-openapi's `Quantity`) is a string without arithmetic, and the
+/// plan table uses nothing beyond these suffixes.
+fn quantity_bytes(text: &str) -> Option<f64> {
+    const SUFFIXES: [(&str, f64); 10] = [
+        ("Ki", 1024.0),
+        ("Mi", 1_048_576.0),
+        ("Gi", 1_073_741_824.0),
+        ("Ti", 1_099_511_627_776.0),
+        ("Pi", 1_125_899_906_842_624.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+    ];
+    let (number, factor) = SUFFIXES
+        .iter()
+        .find_map(|(suffix, factor)| text.strip_suffix(suffix).map(|n| (n, *factor)))
+        .unwrap_or((text, 1.0));
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .map(|n| n * factor)
 }
 
 /// Deep merge like helm's: tables merge key by key, anything else replaces.
@@ -308,6 +402,59 @@ mod tests {
             let other_extra = HashInputs { extra_values: vec![b"a: 2".to_vec()], ..inputs.clone() };
             prop_assert_ne!(&base, &hash_of(&render(&f, variant), &other_extra));
         }
+    }
+
+    fn storage(app: &str, db: &str) -> Json {
+        json!({"resources": {"storage": {"app": app, "db": db}}})
+    }
+
+    #[test]
+    fn plan_changes_say_what_happens_to_each_volume() {
+        let small = plan_resources(Plan::Small);
+        let medium = plan_resources(Plan::Medium);
+        assert_eq!(
+            volume_changes(
+                &json!({"resources": medium.clone()}),
+                &json!({"resources": small.clone()})
+            ),
+            vec![
+                VolumeChange::KeepsLarger {
+                    volume: "app",
+                    kept: "10Gi".into(),
+                    requested: "5Gi".into()
+                },
+                VolumeChange::KeepsLarger {
+                    volume: "db",
+                    kept: "10Gi".into(),
+                    requested: "5Gi".into()
+                },
+            ]
+        );
+        let up = volume_changes(&json!({"resources": small}), &json!({"resources": medium}));
+        assert_eq!(up.len(), 2);
+        assert_eq!(
+            up[0].to_string(),
+            "app volume grows 5Gi -> 10Gi only with persistence.expandVolumes = true on a \
+             StorageClass that allows expansion; otherwise it stays 5Gi"
+        );
+        // Same size in other units, a first install, or unparsable sizes: nothing to say.
+        assert!(volume_changes(&storage("1Gi", "5Gi"), &storage("1024Mi", "5Gi")).is_empty());
+        assert!(volume_changes(&Json::Null, &storage("5Gi", "5Gi")).is_empty());
+        assert!(volume_changes(&storage("lots", "5Gi"), &storage("5Gi", "5Gi")).is_empty());
+        assert_eq!(
+            volume_changes(&storage("5Gi", "20Gi"), &storage("5Gi", "15Gi"))[0].to_string(),
+            "db volume stays 20Gi: volumes never shrink (the plan asks for 15Gi)"
+        );
+    }
+
+    #[test]
+    fn quantities_in_both_unit_systems() {
+        assert_eq!(quantity_bytes("1Gi"), quantity_bytes("1024Mi"));
+        assert_eq!(quantity_bytes("1073741824"), quantity_bytes("1Gi"));
+        assert_eq!(quantity_bytes("500M"), Some(5e8));
+        assert!(quantity_bytes("1.5Gi") > quantity_bytes("1Gi"));
+        assert_eq!(quantity_bytes("-1Gi"), None);
+        assert_eq!(quantity_bytes(""), None);
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! End to end on a REAL cluster: a store from a temporary Git repository, Ready, a cash-on-delivery
-//! order through the WooCommerce Store API, then the store deleted with its namespace and PVCs.
+//! order through the WooCommerce Store API; then day two: a WP-Cron event run by the chart's
+//! CronJob, an upgrade (the setup Job runs again under a new name), a plan change small -> medium
+//! -> small (the volumes keep their size on k3s local-path); optionally a Medusa store built from
+//! the example image; finally the stores deleted with their namespaces and PVCs.
 //!
-//! Runs only when `STOREKEEPER_E2E_KUBECONFIG` points at a test cluster (see the README: k3d with
-//! `-p 80:80@loadbalancer`); otherwise it prints why it was skipped and passes. Optional:
-//! `STOREKEEPER_E2E_INGRESS` (default `127.0.0.1:80`), `STOREKEEPER_E2E_HELM` (default: helm 4
-//! from `.tools`).
+//! Runs only when `STOREKEEPER_E2E_KUBECONFIG` points at a test cluster (`scripts/e2e-k3d` makes
+//! one and runs this; see the README); otherwise it prints why it was skipped and passes.
+//! Optional: `STOREKEEPER_E2E_INGRESS` (default `127.0.0.1:80`), `STOREKEEPER_E2E_HELM` (default:
+//! helm 4 from `.tools`), `STOREKEEPER_E2E_MEDUSA_IMAGE` (`repo:tag` of an image built from
+//! examples/medusa, already in the cluster) with `STOREKEEPER_E2E_MEDUSA_BUILD` (its image id).
 
 mod support;
 
@@ -19,8 +23,9 @@ use support::git::Remote;
 use support::wait_for;
 
 const STORE: &str = r#"engine = "woocommerce"
+plan = "PLAN"
 [shop]
-title = "E2E Shop"
+title = "TITLE"
 currency = "INR"
 country = "IN"
 state = "KA"
@@ -90,11 +95,266 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// kubectl and PHP in the store's WordPress pod, against the test cluster.
+struct Cluster {
+    kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(testbed::tools::kubectl())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl")
+    }
+
+    /// `kubectl get -o json`, or Null.
+    fn get(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get", "-o", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_slice(&self.kubectl(&all).stdout).unwrap_or(Value::Null)
+    }
+
+    /// Runs PHP with WordPress loaded in the store's WordPress pod (the image has no wp-cli).
+    fn php(&self, store: &str, code: &str) -> String {
+        let ns = format!("store-{store}");
+        let deploy = format!("deploy/{store}-wordpress");
+        let php = format!("define('WP_USE_THEMES', false); require '/var/www/html/wp-load.php'; {code}");
+        let out = self.kubectl(&[
+            "-n",
+            &ns,
+            "exec",
+            &deploy,
+            "-c",
+            "wordpress",
+            "--",
+            "php",
+            "-r",
+            &php,
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn setup_job(&self, store: &str) -> Option<String> {
+        let ns = format!("store-{store}");
+        let jobs = self.get(&["jobs", "-n", &ns, "-l", "app.kubernetes.io/component=setup"]);
+        jobs["items"].as_array()?.first()?["metadata"]["name"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    fn pvc_sizes(&self, ns: &str) -> Vec<String> {
+        let pvcs = self.get(&["pvc", "-n", ns]);
+        pvcs["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| {
+                        p["spec"]["resources"]["requests"]["storage"]
+                            .as_str()
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn woocommerce_file(plan: &str, title: &str) -> String {
+    STORE.replace("PLAN", plan).replace("TITLE", title)
+}
+
+/// Cart, checkout, and the order confirmed inside WooCommerce (HPOS-aware, through PHP).
+fn place_a_cash_on_delivery_order(cluster: &Cluster, ingress: &str, name: &str) {
+    let host = format!("{name}.localtest.me");
+    // The setup job finishes after the release is deployed: wait for the Store API to list products.
+    let started = Instant::now();
+    let product = loop {
+        let (code, _, body) = http(ingress, &host, "GET", "/wp-json/wc/store/v1/products", &[], None);
+        let products: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if code == 200
+            && let Some(id) = products
+                .as_array()
+                .and_then(|a| a.iter().find(|p| p["is_purchasable"] == true))
+                .map(|p| p["id"].clone())
+        {
+            break id;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15 * 60),
+            "no purchasable product: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_secs(10));
+    };
+    let (_, headers, _) = http(ingress, &host, "GET", "/wp-json/wc/store/v1/cart", &[], None);
+    let token = headers
+        .iter()
+        .find(|(k, _)| k == "cart-token")
+        .map(|(_, v)| v.clone())
+        .expect("Cart-Token header");
+    let auth = [("Cart-Token", token.as_str())];
+    let item = json!({"id": product, "quantity": 1});
+    let (code, _, body) = http(
+        ingress,
+        &host,
+        "POST",
+        "/wp-json/wc/store/v1/cart/add-item",
+        &auth,
+        Some(&item),
+    );
+    assert!(code == 200 || code == 201, "add-item: {code} {body}");
+    let address = json!({"first_name": "Asha", "last_name": "Rao", "address_1": "12 MG Road", "city": "Bengaluru",
+        "state": "KA", "postcode": "560001", "country": "IN", "phone": "9999999999"});
+    let mut billing = address.clone();
+    billing["email"] = json!("asha@example.com");
+    let checkout = json!({"billing_address": billing, "shipping_address": address, "payment_method": "cod"});
+    let (code, _, body) = http(
+        ingress,
+        &host,
+        "POST",
+        "/wp-json/wc/store/v1/checkout",
+        &auth,
+        Some(&checkout),
+    );
+    let order: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    assert_eq!(code, 200, "checkout: {body}");
+    assert_eq!(order["status"], "processing", "{body}");
+    assert_eq!(order["payment_result"]["payment_status"], "success", "{body}");
+    let order_id = order["order_id"].as_i64().expect("order_id");
+    let found = cluster.php(
+        name,
+        &format!("$o = wc_get_order({order_id}); echo $o ? $o->get_status() . ' ' . $o->get_payment_method() : 'missing';"),
+    );
+    assert_eq!(found, "processing cod");
+}
+
+/// WP-Cron's loopback is off; an event due now runs when the chart's CronJob runs.
+fn wp_cron_runs_due_events(cluster: &Cluster, name: &str) {
+    assert_eq!(cluster.php(name, "echo DISABLE_WP_CRON ? 'off' : 'on';"), "off");
+    let scheduled = cluster.php(
+        name,
+        "wp_schedule_single_event(time() - 60, 'storekeeper_e2e_ping'); echo wp_next_scheduled('storekeeper_e2e_ping') ? 'due' : 'none';",
+    );
+    assert_eq!(scheduled, "due");
+    let ns = format!("store-{name}");
+    let cronjob = format!("cronjob/{name}-cron");
+    let run = cluster.kubectl(&["-n", &ns, "create", "job", "e2e-cron", "--from", &cronjob]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let done = cluster.kubectl(&[
+        "-n",
+        &ns,
+        "wait",
+        "--for=condition=complete",
+        "job/e2e-cron",
+        "--timeout=300s",
+    ]);
+    assert!(
+        done.status.success(),
+        "the cron Job did not complete: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let left = cluster.php(
+        name,
+        "echo wp_next_scheduled('storekeeper_e2e_ping') ? 'still due' : 'ran';",
+    );
+    assert_eq!(
+        left, "ran",
+        "wp cron event run --due-now did not run the due event"
+    );
+}
+
+/// A changed store file is an upgrade: the setup Job runs again under a new name.
+fn upgrade_runs_the_setup_again(cluster: &Cluster, remote: &Remote, name: &str) {
+    let before = cluster.setup_job(name).expect("a setup Job");
+    remote.commit(&[(
+        &format!("stores.d/{name}.toml"),
+        Some(&woocommerce_file("small", "E2E Shop Two")),
+    )]);
+    assert!(
+        wait_for(Duration::from_secs(15 * 60), || cluster
+            .php(name, "echo get_option('blogname');")
+            == "E2E Shop Two"),
+        "the upgrade never reached WordPress"
+    );
+    let after = cluster.setup_job(name).expect("a setup Job");
+    assert_ne!(before, after, "the setup Job kept its name across an upgrade");
+}
+
+/// small -> medium -> small: the quota follows the plan, the volumes keep their size (k3s
+/// local-path cannot expand, and a claim never shrinks), every upgrade succeeds.
+fn plan_change_keeps_the_volumes(cluster: &Cluster, remote: &Remote, name: &str, ready: &dyn Fn() -> bool) {
+    let ns = format!("store-{name}");
+    let quota =
+        || cluster.get(&["resourcequota", "-n", &ns])["items"][0]["spec"]["hard"]["requests.storage"].clone();
+    let sizes = cluster.pvc_sizes(&ns);
+    for (plan, want) in [("medium", "20Gi"), ("small", "10Gi")] {
+        remote.commit(&[(
+            &format!("stores.d/{name}.toml"),
+            Some(&woocommerce_file(plan, "E2E Shop Two")),
+        )]);
+        assert!(
+            wait_for(Duration::from_secs(15 * 60), || quota() == json!(want) && ready()),
+            "plan {plan}: quota {} and not Ready",
+            quota()
+        );
+        assert_eq!(
+            cluster.pvc_sizes(&ns),
+            sizes,
+            "plan {plan}: the volumes changed size"
+        );
+    }
+}
+
+/// The Medusa store built from examples/medusa: migrated (marker) and serving /health.
+fn medusa_store_serves(cluster: &Cluster, ingress: &str, name: &str) {
+    let host = format!("{name}.localtest.me");
+    assert!(
+        wait_for(Duration::from_secs(15 * 60), || {
+            let (code, _, body) = http(ingress, &host, "GET", "/health", &[], None);
+            code == 200 && body.trim() == "OK"
+        }),
+        "the Medusa server never answered /health"
+    );
+    let ns = format!("store-{name}");
+    let sts = format!("statefulset/{name}-postgres");
+    let out = cluster.kubectl(&[
+        "-n",
+        &ns,
+        "exec",
+        &sts,
+        "--",
+        "psql",
+        "-U",
+        "medusa",
+        "-d",
+        "medusa",
+        "-tAc",
+        "SELECT value FROM storekeeper_setup WHERE key = 'setup_version'",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "2",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn medusa_file(image: &str, build: &str) -> String {
+    let (repository, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+    format!(
+        "engine = \"medusa\"\n[shop]\ntitle = \"E2E Bikes\"\ncurrency = \"EUR\"\ncountry = \"DE\"\n\
+         [values.image]\nrepository = \"{repository}\"\ntag = \"{tag}\"\nbuildId = \"{build}\"\npullPolicy = \"Never\"\n\
+         [values.ingress.tls]\nenabled = false\n"
+    )
+}
+
 #[test]
-fn woocommerce_store_takes_a_cash_on_delivery_order_on_a_real_cluster() {
+fn stores_take_orders_upgrade_and_change_plan_on_a_real_cluster() {
     let Some(kubeconfig) = std::env::var_os("STOREKEEPER_E2E_KUBECONFIG") else {
         eprintln!(
-            "SKIPPED: real-cluster end-to-end suite — set STOREKEEPER_E2E_KUBECONFIG to a test cluster (README: \"End-to-end on k3d\")"
+            "SKIPPED: real-cluster end-to-end suite — set STOREKEEPER_E2E_KUBECONFIG to a test cluster, or run scripts/e2e-k3d (README: \"End-to-end on k3d\")"
         );
         return;
     };
@@ -103,11 +363,24 @@ fn woocommerce_store_takes_a_cash_on_delivery_order_on_a_real_cluster() {
     let helm = std::env::var_os("STOREKEEPER_E2E_HELM")
         .map(PathBuf::from)
         .unwrap_or_else(|| testbed::tools::helm(4));
+    let cluster = Cluster {
+        kubeconfig: PathBuf::from(&kubeconfig),
+    };
     let name = format!("e2e-{}", std::process::id());
-    let host = format!("{name}.localtest.me");
+    let medusa = std::env::var("STOREKEEPER_E2E_MEDUSA_IMAGE").ok().map(|image| {
+        let build = std::env::var("STOREKEEPER_E2E_MEDUSA_BUILD").unwrap_or_default();
+        (format!("{name}-bikes"), medusa_file(&image, &build))
+    });
 
     let remote = Remote::new();
-    remote.commit(&[(&format!("stores.d/{name}.toml"), Some(STORE))]);
+    let shop_file = format!("stores.d/{name}.toml");
+    let shop = woocommerce_file("small", "E2E Shop");
+    let mut files = vec![(shop_file.clone(), Some(shop))];
+    if let Some((bikes, body)) = &medusa {
+        files.push((format!("stores.d/{bikes}.toml"), Some(body.clone())));
+    }
+    let refs: Vec<(&str, Option<&str>)> = files.iter().map(|(p, b)| (p.as_str(), b.as_deref())).collect();
+    remote.commit(&refs);
     let state = tempfile::tempdir().expect("state");
     let config = state.path().join("storekeeper.toml");
     std::fs::write(
@@ -146,126 +419,46 @@ fn woocommerce_store_takes_a_cash_on_delivery_order_on_a_real_cluster() {
                     .map(|s| s["phase"].clone())
             })
     };
+    let ready = |n: &str| status(n) == Some(json!("Ready"));
     assert!(
-        wait_for(Duration::from_secs(20 * 60), || status(&name)
-            == Some(json!("Ready"))),
+        wait_for(Duration::from_secs(20 * 60), || ready(&name)),
         "store never became Ready"
     );
 
-    // The setup job finishes after the release is deployed: wait for the Store API to list products.
-    let started = Instant::now();
-    let product = loop {
-        let (code, _, body) = http(&ingress, &host, "GET", "/wp-json/wc/store/v1/products", &[], None);
-        let products: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        if code == 200
-            && let Some(id) = products
-                .as_array()
-                .and_then(|a| a.iter().find(|p| p["is_purchasable"] == true))
-                .map(|p| p["id"].clone())
-        {
-            break id;
-        }
+    place_a_cash_on_delivery_order(&cluster, &ingress, &name);
+    wp_cron_runs_due_events(&cluster, &name);
+    upgrade_runs_the_setup_again(&cluster, &remote, &name);
+    plan_change_keeps_the_volumes(&cluster, &remote, &name, &|| ready(&name));
+    if let Some((bikes, _)) = &medusa {
         assert!(
-            started.elapsed() < Duration::from_secs(15 * 60),
-            "no purchasable product: {code} {body}"
+            wait_for(Duration::from_secs(20 * 60), || ready(bikes)),
+            "the Medusa store never became Ready"
         );
-        std::thread::sleep(Duration::from_secs(10));
-    };
-    let (_, headers, _) = http(&ingress, &host, "GET", "/wp-json/wc/store/v1/cart", &[], None);
-    let token = headers
-        .iter()
-        .find(|(k, _)| k == "cart-token")
-        .map(|(_, v)| v.clone())
-        .expect("Cart-Token header");
-    let auth = [("Cart-Token", token.as_str())];
-    let (code, _, body) = http(
-        &ingress,
-        &host,
-        "POST",
-        "/wp-json/wc/store/v1/cart/add-item",
-        &auth,
-        Some(&json!({"id": product, "quantity": 1})),
-    );
-    assert!(code == 200 || code == 201, "add-item: {code} {body}");
-    let address = json!({"first_name": "Asha", "last_name": "Rao", "address_1": "12 MG Road", "city": "Bengaluru",
-        "state": "KA", "postcode": "560001", "country": "IN", "phone": "9999999999"});
-    let mut billing = address.clone();
-    billing["email"] = json!("asha@example.com");
-    let checkout = json!({"billing_address": billing, "shipping_address": address, "payment_method": "cod"});
-    let (code, _, body) = http(
-        &ingress,
-        &host,
-        "POST",
-        "/wp-json/wc/store/v1/checkout",
-        &auth,
-        Some(&checkout),
-    );
-    let order: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    assert_eq!(code, 200, "checkout: {body}");
-    assert_eq!(order["status"], "processing", "{body}");
-    assert_eq!(order["payment_result"]["payment_status"], "success", "{body}");
+        medusa_store_serves(&cluster, &ingress, bikes);
+    }
 
-    // Confirm the order inside WooCommerce, as `wp wc shop_order list` would (HPOS-aware):
-    // the WordPress image has PHP but not wp-cli, so ask WooCommerce's own API in PHP.
-    let order_id = order["order_id"].as_i64().expect("order_id");
-    let php = format!(
-        "require '/var/www/html/wp-load.php'; $o = wc_get_order({order_id}); echo $o ? $o->get_status() . ' ' . $o->get_payment_method() : 'missing';"
-    );
-    let ns_name = format!("store-{name}");
-    let deploy = format!("deploy/{name}-wordpress");
-    let out = Command::new(testbed::tools::kubectl())
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args([
-            "-n",
-            &ns_name,
-            "exec",
-            &deploy,
-            "-c",
-            "wordpress",
-            "--",
-            "php",
-            "-r",
-            &php,
-        ])
-        .output()
-        .expect("kubectl exec");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "processing cod",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    // Delete the store: its file goes from Git; the namespace and its PVCs go with it.
-    remote.commit(&[(&format!("stores.d/{name}.toml"), None)]);
-    let kubectl = |args: &[&str]| {
-        Command::new(testbed::tools::kubectl())
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(args)
-            .output()
-            .expect("kubectl")
-    };
-    let ns = format!("store-{name}");
-    assert!(
-        wait_for(Duration::from_secs(10 * 60), || !kubectl(&[
-            "get",
-            "namespace",
-            &ns
-        ])
-        .status
-        .success()),
-        "namespace {ns} still exists"
-    );
-    let pvcs = kubectl(&["get", "pvc", "-A", "-o", "json"]);
-    let pvcs: Value = serde_json::from_slice(&pvcs.stdout).unwrap_or(Value::Null);
-    assert!(
-        !pvcs["items"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|p| p["metadata"]["namespace"] == ns.as_str())),
-        "PVCs of {ns} remain"
-    );
+    // Delete the stores: their files go from Git; the namespaces and their PVCs go with them.
+    let gone: Vec<(&str, Option<&str>)> = files.iter().map(|(p, _)| (p.as_str(), None)).collect();
+    remote.commit(&gone);
+    let mut stores = vec![name.clone()];
+    stores.extend(medusa.iter().map(|(b, _)| b.clone()));
+    for store in &stores {
+        let ns = format!("store-{store}");
+        assert!(
+            wait_for(Duration::from_secs(10 * 60), || !cluster
+                .kubectl(&["get", "namespace", &ns])
+                .status
+                .success()),
+            "namespace {ns} still exists"
+        );
+        let pvcs = cluster.get(&["pvc", "-A"]);
+        assert!(
+            !pvcs["items"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|p| p["metadata"]["namespace"] == ns.as_str())),
+            "PVCs of {ns} remain"
+        );
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status();

@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ import yaml
 import kubernetes_validate.utils as kv
 
 ROOT = Path(__file__).resolve().parents[2]
-CHARTS = ROOT / "charts"
+# STOREKEEPER_CHECK_CHARTS_DIR checks another copy of the charts (e.g. an older revision).
+CHARTS = Path(os.environ.get("STOREKEEPER_CHECK_CHARTS_DIR") or ROOT / "charts")
 GOLDEN = ROOT / "tests" / "golden"
 ENVIRONMENTS = ("local", "prod")
 KUBE_VERSIONS = ("1.29", "1.33")
@@ -381,9 +383,14 @@ def main() -> int:
     engines = sorted({e for e, _, _ in goldens})
     charts = sorted(p for p in CHARTS.glob("*-store") if (p / "Chart.yaml").is_file())
 
-    # The setup-script dry runs (fake wp/medusa CLIs) are slow-ish: run them alongside the renders.
+    # The setup-script dry runs (fake wp/medusa CLIs) are slow-ish: run them alongside the renders,
+    # and so the day-two plan changes on the test API server (a thread: it waits on helm).
     dryrun = subprocess.Popen([sys.executable, str(Path(__file__).with_name("setup_dryrun.py"))],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    import day2
+    cluster_result: dict = {}
+    cluster = threading.Thread(target=lambda: cluster_result.update(out=day2.run_cluster(helm, CHARTS, goldens)))
+    cluster.start()
 
     print("== helm lint --strict")
     lint_runs = 0
@@ -476,6 +483,16 @@ def main() -> int:
                 fit = check_quota_fit(docs, where, fails)
                 status = "ok  " if len(fails.items) == before else "FAIL"
                 print(f"  {status} {where}: {fit}")
+
+    print("== day two (issue 16): upgrades, plan changes, cron, probes, Apache, migrations")
+    for line in day2.run_renders(helm, CHARTS, goldens, fails):
+        print("  " + line)
+    cluster.join()
+    lines, problems = cluster_result.get("out", ([], [("pvc-sizes", "the test API server check did not run")]))
+    for line in lines:
+        print("  " + line)
+    for where, what in problems:
+        fails.add(where, what)
 
     install_checks(helm, goldens, fails)
 

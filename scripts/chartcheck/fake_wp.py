@@ -7,6 +7,7 @@ what a run changed. Installed as `wp` and `php` on PATH by scripts/chartcheck/se
 """
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -45,6 +46,11 @@ def php(argv):
     code = argv[1] if len(argv) > 1 and argv[0] == "-r" else ""
     if "mysqli_connect" in code:
         return 0 if os.environ.get("FAKE_DB_UP", "1") == "1" else 1
+    if "version_compare" in code:
+        def parts(v):
+            return [int(x) for x in re.findall(r"\d+", v)]
+        a, b = argv[2], argv[3]
+        return 0 if parts(a) < parts(b) else 1
     if "json_encode" in code:
         print(json.dumps({"title": os.environ.get("SHIPPING_TITLE", ""), "cost": os.environ.get("SHIPPING_COST", "")}))
         return 0
@@ -56,7 +62,7 @@ def wp(argv):
     opts, pos = flags(argv)
     for noise in ("path", "no-color", "user"):
         opts.pop(noise, None)
-    if "user" not in dict(flags(argv)[0]) and pos[:1] == ["wc"]:
+    if "user" not in dict(flags(argv)[0]) and pos[:1] == ["wc"] and pos[:2] != ["wc", "update"]:
         print("fake wp: wc command without --user", file=sys.stderr)
         return 4
     st = load()
@@ -74,8 +80,20 @@ def wp(argv):
         st["options"].update(blogname=opts["title"], siteurl=opts["url"], permalink_structure="")
         mutates = True
     elif not st["installed"]:
+        if cmd == ["core", "version"]:
+            print(st.get("core", "7.1.0"))
+            save(st)
+            log(argv, False)
+            return 0
         print("Error: The site you have requested is not installed.", file=sys.stderr)
         return 1
+    elif cmd == ["core", "version"]:
+        print(st.get("core", "7.1.0"))
+    elif cmd == ["core", "update"]:
+        st["core"] = opts["version"]
+        mutates = True
+    elif cmd == ["core", "update-db"]:
+        pass  # a no-op when the schema is current, which the fake's always is
     elif cmd == ["option", "get"]:
         if pos[2] in st["options"]:
             print(st["options"][pos[2]])
@@ -115,7 +133,9 @@ def wp(argv):
             print("Error: 'wc' is not a registered wp command.", file=sys.stderr)
             return 1
         sub = pos[1:3]
-        if sub == ["tool", "run"]:
+        if pos[1:2] == ["update"]:
+            pass  # runs pending WooCommerce DB updates; the fake has none
+        elif sub == ["tool", "run"]:
             pass  # install_pages creates only missing pages: idempotent by itself
         elif sub == ["payment_gateway", "update"]:
             st["cod"] = opts["enabled"]

@@ -16,7 +16,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE.parents[1] / "charts" / "woocommerce-store" / "files" / "setup.sh"
 # Options the script writes on every run by design (cheap, and they must match the inputs).
-ALWAYS_WRITTEN = {"blogname", "woocommerce_onboarding_profile", "storekeeper_setup_hash", "storekeeper_setup_version"}
+ALWAYS_WRITTEN = {"blogname", "woocommerce_onboarding_profile", "woocommerce_task_list_hidden_lists",
+                  "storekeeper_setup_hash", "storekeeper_setup_version"}
 
 BASE_ENV = {
     "STORE_URL": "http://chai-corner.localtest.me", "STORE_TITLE": "Chai Corner", "STORE_ADMIN_USER": "admin",
@@ -24,7 +25,8 @@ BASE_ENV = {
     "STORE_CURRENCY": "INR", "STORE_COUNTRY": "IN", "STORE_STATE": "KA", "STORE_ADDRESS": "12 MG Road",
     "STORE_CITY": "Bengaluru", "STORE_POSTCODE": "560001", "STORE_TAXES": "GST|18.0000",
     "STORE_COD": "true", "STORE_SAMPLE_PRODUCTS": "true", "SHIPPING_TITLE": "Flat rate", "SHIPPING_COST": "5",
-    "WOOCOMMERCE_VERSION": "10.8.0", "STOREFRONT_VERSION": "4.6.1", "SETUP_VERSION": "1", "SETUP_HASH": "abc123",
+    "WOOCOMMERCE_VERSION": "11.1.2", "STOREFRONT_VERSION": "4.6.1", "SETUP_VERSION": "1", "SETUP_HASH": "abc123",
+    "WORDPRESS_VERSION": "7.1.2",
     "WAIT_SECONDS": "10",
 }
 
@@ -80,7 +82,10 @@ def main() -> list[str]:
         o = st["options"]
         checks = {
             "installed": st["installed"],
-            "woocommerce pinned + active": st["plugins"].get("woocommerce") == "10.8.0" and "plugins:woocommerce" in st["active"],
+            "woocommerce pinned + active": st["plugins"].get("woocommerce") == "11.1.2" and "plugins:woocommerce" in st["active"],
+            "core updated to the pin": st.get("core") == "7.1.2",
+            "wc update ran after the plugin": any([a for a in c["argv"] if not a.startswith("--")][:2] == ["wc", "update"] for c in calls),
+            "task lists hidden (JSON)": json.loads(o.get("woocommerce_task_list_hidden_lists", "[]")) == ["setup", "extended"],
             "storefront pinned + active": st["themes"].get("storefront") == "4.6.1" and "themes:storefront" in st["active"],
             "permalinks": o.get("permalink_structure") == "/%postname%/",
             "default country IN:KA": o.get("woocommerce_default_country") == "IN:KA",
@@ -117,6 +122,14 @@ def main() -> list[str]:
             if sorted(unexpected(calls)) != ["wc tax create"]:
                 fails.append(f"changed-inputs run changed more than the new tax: {unexpected(calls)}")
 
+        # A newer pin upgrades core; an older one never downgrades it.
+        rc, calls, out = run(work, {"WORDPRESS_VERSION": "7.2.1"})
+        if rc != 0 or state(work).get("core") != "7.2.1":
+            fails.append(f"core pin raised to 7.2.1: rc={rc}, core {state(work).get('core')}\n{out}")
+        rc, calls, out = run(work, {"WORDPRESS_VERSION": "7.0.4"})
+        if rc != 0 or state(work).get("core") != "7.2.1" or "no downgrades" not in out:
+            fails.append(f"core pin lowered to 7.0.4 must not downgrade: rc={rc}, core {state(work).get('core')}\n{out}")
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         rc, calls, out = run(work, {"STORE_STATE": "", "STORE_TAXES": "", "STORE_SAMPLE_PRODUCTS": "false",
@@ -151,10 +164,13 @@ def medusa_main() -> list[str]:
         fake = work / "medusa"
         fake.write_text(FAKE_MEDUSA)
         fake.chmod(0o755)
+        seed = work / "seed.js"
+        seed.write_text("// the store's seed\n")
         (work / "markers").write_text("")
         env = {"PATH": os.environ["PATH"], "STATE_DIR": str(work), "MEDUSA_BIN": str(fake), "FAKE_LOG": str(work / "log"),
                "STORE_ADMIN_EMAIL": "ops@citybikes.de", "STORE_ADMIN_PASSWORD": "dry-run-only", "MIGRATION_ID": "m1",
-               "SETUP_VERSION": "1", "SETUP_HASH": "h1", "SEED_ENABLED": "true", "SEED_COMMAND": f"{fake} exec ./src/scripts/seed.js"}
+               "SETUP_VERSION": "1", "SETUP_HASH": "h1", "SEED_ENABLED": "true", "SEED_SCRIPT": str(seed),
+               "SEED_ONCE": "/scripts/seed-once.js", "MIGRATE_ARGS": "--execute-safe-links"}
 
         def go(extra):
             (work / "log").write_text("")
@@ -162,15 +178,17 @@ def medusa_main() -> list[str]:
             return res.returncode, (work / "log").read_text().split("\n")[:-1], (work / "done").read_text() if (work / "done").exists() else "", res.stdout + res.stderr
 
         rc, log, done, out = go({})
-        want = ["db:migrate", "user -e ops@citybikes.de -p dry-run-only", "exec ./src/scripts/seed.js"]
+        # The seed runs inside seed-once.js, which records `seeded` itself right after it returns.
+        want = ["db:migrate --execute-safe-links", "user -e ops@citybikes.de -p dry-run-only",
+                f"exec /scripts/seed-once.js {seed}"]
         if rc != 0 or log != want:
             fails.append(f"medusa first run: rc={rc} calls={log}\n{out}")
         keys = [line.split("=", 1)[0] for line in done.splitlines()]
-        if keys != ["admin", "seeded", "migrated", "setup_hash", "setup_version"]:
+        if keys != ["admin", "migrated", "setup_hash", "setup_version"]:
             fails.append(f"medusa first run: markers {keys}")
-        (work / "markers").write_text(done)
+        (work / "markers").write_text(done + "seeded=2026-01-01T00:00:00Z\n")
         rc, log, done, out = go({})
-        if rc != 0 or log != ["db:migrate"]:
+        if rc != 0 or log != ["db:migrate --execute-safe-links"]:
             fails.append(f"medusa second run (markers present) ran: {log}")
         if [line.split("=", 1)[0] for line in done.splitlines()] != ["migrated", "setup_hash", "setup_version"]:
             fails.append(f"medusa second run: markers {done!r}")
@@ -184,6 +202,9 @@ def medusa_main() -> list[str]:
         rc, log, done, out = go({"SEED_ENABLED": "false"})
         if rc != 0 or any("seed" in line for line in log):
             fails.append(f"medusa: seed disabled but ran: {log}")
+        rc, log, done, out = go({"SEED_SCRIPT": str(work / "src/scripts/seed.js")})
+        if rc != 0 or any("seed" in line for line in log) or "seed skipped" not in out:
+            fails.append(f"medusa: an absent seed script must be skipped with a message: rc={rc} {log}\n{out}")
     return fails
 
 

@@ -22,8 +22,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.existingSecret | default "storekeeper-credentials" -}}
 {{- end -}}
 
+{{/* An image reference; with `digest` set, pinned to it (repository:tag@sha256:...). */}}
 {{- define "medusa.image" -}}
-{{- printf "%s:%s" .repository .tag -}}
+{{- printf "%s:%s" .repository (toString .tag) -}}
+{{- with .digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{/* Effective resources: the plan preset overlaid with .Values.resources. Returns YAML. */}}
@@ -80,15 +82,71 @@ seccompProfile:
 {{- include "medusa.scheme" . }}://{{ include "medusa.host" . -}}
 {{- end -}}
 
-{{/* Key of the migrations the running pods need: the image and the setup version. */}}
+{{/*
+Key of the migrations the running pods need: the image's build and the setup version. A tag is
+not a build (a rebuilt `:dev` keeps its tag), so image.digest or image.buildId, when set, are part
+of it: a new build then runs `medusa db:migrate` and rolls the pods.
+*/}}
 {{- define "medusa.migrationId" -}}
-{{- printf "%s:%s|%s" .Values.image.repository (toString .Values.image.tag) (toString .Values.setup.version) | sha256sum | trunc 12 -}}
+{{- $i := .Values.image -}}
+{{- printf "%s:%s@%s+%s|%s" $i.repository (toString $i.tag) ($i.digest | default "") (toString ($i.buildId | default "")) (toString .Values.setup.version) | sha256sum | trunc 12 -}}
 {{- end -}}
 
-{{/* Hash of everything the setup Job depends on: names the Job (its pod template is immutable). */}}
+{{/*
+Name suffix of the setup Job: a hash of the Job's whole rendered spec, as rendered with an empty
+hash. A Job's spec.template is immutable, so whatever changes the pod template (values, labels
+such as helm.sh/chart, the scripts through their checksum) must change the name.
+*/}}
 {{- define "medusa.setupHash" -}}
-{{- $inputs := dict "store" .Values.store "setup" .Values.setup "image" .Values.image "postgres" .Values.postgres.image "db" (.Files.Get "files/db.sh") "medusa" (.Files.Get "files/medusa.sh") "url" (include "medusa.url" .) "secret" (include "medusa.secretName" .) -}}
-{{- toJson $inputs | sha256sum | trunc 10 -}}
+{{- include "medusa.setupJobSpec" (dict "ctx" . "hash" "") | sha256sum | trunc 10 -}}
+{{- end -}}
+
+{{/* A resource quantity (Ki/Mi/Gi/Ti, k/M/G/T, or plain bytes) as a float of bytes. */}}
+{{- define "medusa.bytes" -}}
+{{- $q := toString . -}}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- $suffix := trimPrefix $num $q -}}
+{{- if or (not $num) (and $suffix (not (hasKey $units $suffix))) -}}
+{{- fail (printf "%q is not a quantity this chart understands (e.g. 5Gi, 512Mi)" $q) -}}
+{{- end -}}
+{{- mulf (float64 $num) (float64 (get $units $suffix | default 1)) -}}
+{{- end -}}
+
+{{/*
+Size of a PVC on this upgrade: (dict "ctx" $ "name" <claim name> "requested" <size from the plan>).
+New claims get the request; existing ones keep their size (claims never shrink; growing needs a
+StorageClass with allowVolumeExpansion, which k3s local-path lacks) unless
+persistence.expandVolumes is true and the request is larger.
+*/}}
+{{- define "medusa.pvcSize" -}}
+{{- $existing := lookup "v1" "PersistentVolumeClaim" .ctx.Release.Namespace .name | default dict -}}
+{{- $current := dig "spec" "resources" "requests" "storage" "" $existing -}}
+{{- if not $current -}}
+{{- .requested -}}
+{{- else if and .ctx.Values.persistence.expandVolumes (gt (include "medusa.bytes" .requested | float64) (include "medusa.bytes" $current | float64)) -}}
+{{- .requested -}}
+{{- else -}}
+{{- $current -}}
+{{- end -}}
+{{- end -}}
+
+{{/* serviceName of a StatefulSet (immutable): an existing StatefulSet keeps its own. */}}
+{{- define "medusa.serviceName" -}}
+{{- $existing := lookup "apps/v1" "StatefulSet" .ctx.Release.Namespace .name | default dict -}}
+{{- dig "spec" "serviceName" .service $existing -}}
+{{- end -}}
+
+{{/* Tax rates as lines "name|rate" (STORE_TAXES for the seed and migration scripts). */}}
+{{- define "medusa.taxLines" -}}
+{{- $lines := list -}}
+{{- range .Values.store.taxes | default list -}}
+{{- if or (contains "|" (toString .name)) (contains "\n" (toString .name)) -}}
+{{- fail (printf "tax name %q must not contain '|' or a newline" .name) -}}
+{{- end -}}
+{{- $lines = append $lines (printf "%s|%s" (toString .name) (toString .rate)) -}}
+{{- end -}}
+{{- join "\n" $lines -}}
 {{- end -}}
 
 {{/* libpq environment for psql in the postgres image. */}}
@@ -120,12 +178,15 @@ seccompProfile:
   value: {{ ternary "true" "false" (eq .mode "worker") | quote }}
 - name: MEDUSA_BACKEND_URL
   value: {{ $url | quote }}
+- name: MEDUSA_DISABLE_TELEMETRY
+  value: "true"
+{{- $storefront := join "," (prepend ($.Values.server.storefrontOrigins | default list) $url) }}
 - name: STORE_CORS
-  value: {{ $url | quote }}
+  value: {{ $storefront | quote }}
 - name: ADMIN_CORS
   value: {{ $url | quote }}
 - name: AUTH_CORS
-  value: {{ $url | quote }}
+  value: {{ $storefront | quote }}
 {{ include "medusa.secretEnv" (dict "ctx" $ "env" "POSTGRES_PASSWORD" "key" "postgres-password") }}
 - name: DATABASE_URL
   value: {{ printf "postgres://%s:$(POSTGRES_PASSWORD)@%s-postgres:5432/%s?sslmode=disable" $.Values.postgres.user (include "medusa.fullname" $) $.Values.postgres.database | quote }}

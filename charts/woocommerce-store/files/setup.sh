@@ -19,10 +19,16 @@ SHIPPING_TITLE="${SHIPPING_TITLE:-Flat rate}"
 SHIPPING_COST="${SHIPPING_COST:-5}"
 WAIT_SECONDS="${WAIT_SECONDS:-600}"
 WP_PATH="${WP_PATH:-/var/www/html}"
+WORDPRESS_VERSION="${WORDPRESS_VERSION:-}"
 
 log() { printf '%s storekeeper-setup: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
 
 wp_() { wp --path="$WP_PATH" --no-color "$@"; }
+# version_lt A B: true when version A is older than B (PHP's version_compare, as WordPress uses).
+version_lt() {
+  # shellcheck disable=SC2016 # PHP code, expanded by PHP, not by the shell
+  php -r 'exit(version_compare($argv[1], $argv[2], "<") ? 0 : 1);' "$1" "$2"
+}
 wc_() { wp_ wc "$@" --user="$STORE_ADMIN_USER"; }
 
 wait_for() {
@@ -62,6 +68,19 @@ else
 fi
 wp_ option update blogname "$STORE_TITLE" >/dev/null
 
+# 2b. Core at the pinned version: the image copies its WordPress only into an empty volume, so
+# security releases reach an existing store only this way. Then the database schema.
+if [ -n "$WORDPRESS_VERSION" ]; then
+  core="$(wp_ core version)"
+  if version_lt "$core" "$WORDPRESS_VERSION"; then
+    log "updating WordPress core $core -> $WORDPRESS_VERSION"
+    wp_ core update --version="$WORDPRESS_VERSION"
+  elif version_lt "$WORDPRESS_VERSION" "$core"; then
+    log "WordPress core $core is newer than the pin $WORDPRESS_VERSION: left as is (no downgrades)"
+  fi
+fi
+wp_ core update-db
+
 # 3. Pretty permalinks (the image ships the matching .htaccess).
 if [ "$(wp_ option get permalink_structure)" != "/%postname%/" ]; then
   wp_ rewrite structure '/%postname%/'
@@ -83,6 +102,9 @@ ensure_extension() {
 }
 ensure_extension plugin woocommerce "$WOOCOMMERCE_VERSION"
 ensure_extension theme storefront "$STOREFRONT_VERSION"
+# WooCommerce's database updates after an upgrade (a no-op when there are none). Left to itself it
+# queues them in Action Scheduler, which runs only from cron.
+wp_ wc update
 
 # 5. Store options.
 default_country="$STORE_COUNTRY"
@@ -109,7 +131,8 @@ fi
 set_option woocommerce_coming_soon no
 set_option woocommerce_store_pages_only no
 wp_ option update woocommerce_onboarding_profile '{"skipped":true}' --format=json >/dev/null
-set_option woocommerce_task_list_hidden yes
+# The task lists to hide (woocommerce_task_list_hidden is deprecated and only mapped onto this).
+wp_ option update woocommerce_task_list_hidden_lists '["setup","extended"]' --format=json >/dev/null
 
 # 6. Shop, Cart, Checkout and My account pages (creates only missing ones).
 wc_ tool run install_pages >/dev/null

@@ -180,6 +180,13 @@ fn admit_kind(store: &mut Store, kind: &Kind, old: Option<&Value>, obj: &mut Val
             }
         }
         ("", "PersistentVolumeClaim") => {
+            // The DefaultStorageClass admission plugin, on create only.
+            if old.is_none()
+                && spec.get("storageClassName").is_none()
+                && let Some(class) = crate::validation::default_storage_class(store)
+            {
+                spec["storageClassName"] = json!(class);
+            }
             if not_ready {
                 json!({"phase": "Pending"})
             } else {

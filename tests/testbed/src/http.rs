@@ -118,7 +118,9 @@ fn status_response(e: &ApiError, route: Option<&Route>) -> Response<Body> {
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": e.message, "reason": e.reason, "code": e.code,
     });
-    if let Some(r) = route {
+    if let Some(details) = &e.details {
+        status["details"] = details.clone();
+    } else if let Some(r) = route {
         status["details"] = json!({"name": r.name.clone().unwrap_or_default(),
                                    "group": r.kind.group, "kind": r.kind.plural});
     }
@@ -572,12 +574,14 @@ fn patch_object(
     if sent_rv.is_string() && sent_rv != old["metadata"]["resourceVersion"] {
         return Err(ApiError::new(409, "Conflict", "the object has been modified"));
     }
-    if status_only {
+    let stored = if status_only {
         let status = new["status"].take();
         new = old.clone();
         new["status"] = status;
-    }
-    let stored = store.replace(kind, &old, new, Some(&manager(req)));
+        store.replace(kind, &old, new, Some(&manager(req)))
+    } else {
+        store.replace_checked(kind, &old, new, Some(&manager(req)))?
+    };
     Ok(json_response(200, &stored))
 }
 

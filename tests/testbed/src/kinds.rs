@@ -153,6 +153,15 @@ pub static KINDS: &[Kind] = &[
     ),
     kind!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true),
     kind!(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "storageclass",
+        "StorageClass",
+        false,
+        ["sc"]
+    ),
+    kind!(
         "autoscaling",
         "v2",
         "horizontalpodautoscalers",

@@ -9,8 +9,10 @@
 //!
 //! Deliberate simplifications: deleting a namespace removes it and its contents at once (no
 //! `Terminating` phase); controllers act synchronously on each write, so objects are ready (or,
-//! with [`NEVER_READY_ANNOTATION`], never ready) as soon as they are stored; no schema
-//! validation (`fieldValidation` is accepted and ignored).
+//! with [`NEVER_READY_ANNOTATION`], never ready) as soon as they are stored; no
+//! schema validation (`fieldValidation` is accepted and ignored). Update rules the charts must
+//! live with are enforced as the real server does (immutable Job templates, StatefulSet specs,
+//! PVC shrink and expansion: see `validation`).
 
 mod controllers;
 mod http;
@@ -21,6 +23,7 @@ mod protobuf;
 mod selector;
 mod store;
 pub mod tools;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

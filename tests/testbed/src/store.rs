@@ -14,6 +14,7 @@ use crate::controllers;
 use crate::kinds::{KINDS, Kind};
 use crate::patch;
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::validation;
 
 /// An API error, rendered by the HTTP layer as a `Status` object.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +22,9 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
+    /// `Status.details` when the real server sends more than the resource's name (causes of an
+    /// Invalid, the resource of an admission Forbidden); `None` lets the HTTP layer fill it in.
+    pub details: Option<Value>,
 }
 
 impl ApiError {
@@ -29,7 +33,13 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
+            details: None,
         }
+    }
+
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = Some(details);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -471,25 +481,45 @@ impl Store {
                 ),
             ));
         }
-        let new = if status_only {
+        if status_only {
             let mut new = old.clone();
             new["status"] = obj["status"].clone();
-            new
-        } else {
-            obj["metadata"]["name"] = json!(name);
-            if let Some(status) = old.get("status") {
-                obj["status"] = status.clone();
-            }
-            obj
-        };
-        Ok(self.replace(kind, &old, new, Some(manager)))
+            return Ok(self.replace(kind, &old, new, Some(manager)));
+        }
+        obj["metadata"]["name"] = json!(name);
+        if let Some(status) = old.get("status") {
+            obj["status"] = status.clone();
+        }
+        self.replace_checked(kind, &old, obj, Some(manager))
     }
 
     /// Stores `new` in place of `old` (a patch result or an update body), keeping the
     /// server-owned metadata and bumping `generation` when the spec changed. `manager`, when
     /// given, takes ownership of the fields it changed; `None` means the caller (an apply) has
     /// already recorded ownership.
-    pub fn replace(&mut self, kind: &Kind, old: &Value, mut new: Value, manager: Option<&str>) -> Value {
+    pub fn replace(&mut self, kind: &Kind, old: &Value, new: Value, manager: Option<&str>) -> Value {
+        let new = self.prepare_replace(kind, old, new, manager);
+        self.write(kind, Some(old), new)
+    }
+
+    /// [`Store::replace`] for a client's write: the result is defaulted, then checked against
+    /// the real server's update rules (immutable fields, PVC resizing; see `validation`) and
+    /// refused with its `Status` if it breaks one. Nothing is stored then.
+    pub fn replace_checked(
+        &mut self,
+        kind: &Kind,
+        old: &Value,
+        new: Value,
+        manager: Option<&str>,
+    ) -> Result<Value> {
+        let mut new = self.prepare_replace(kind, old, new, manager);
+        controllers::admit(self, kind, Some(old), &mut new);
+        validation::check_update(self, kind, old, &new)?;
+        Ok(self.write(kind, Some(old), new))
+    }
+
+    /// Server-owned metadata from `old`, the new `generation`, the writer's field ownership.
+    fn prepare_replace(&mut self, kind: &Kind, old: &Value, mut new: Value, manager: Option<&str>) -> Value {
         for field in ["uid", "creationTimestamp", "namespace", "name"] {
             match old["metadata"].get(field) {
                 Some(v) => new["metadata"][field] = v.clone(),
@@ -509,7 +539,7 @@ impl Store {
         if let Some(manager) = manager {
             patch::record_update(Some(old), &mut new, manager, &kind.api_version(), &now());
         }
-        self.write(kind, Some(old), new)
+        new
     }
 
     /// Server-side apply: creates the object if missing (`true` = created), else merges with
@@ -549,7 +579,7 @@ impl Store {
             Some(old) => {
                 let new = patch::server_side_apply(&old, &applied, manager, force, &api_version, &now())
                     .map_err(|m| ApiError::new(409, "Conflict", m))?;
-                Ok((self.replace(kind, &old, new, None), false))
+                Ok((self.replace_checked(kind, &old, new, None)?, false))
             }
         }
     }
