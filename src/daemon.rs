@@ -21,7 +21,7 @@ use crate::server::{self, AppState, Health, WebhookHandler, WebhookReject};
 use crate::source::live::Source;
 use crate::source::webhook::{RateLimiter, ReplayGuard, WebhookError};
 use crate::source::{self, Snapshot};
-use crate::spec::{SpecDefaults, StoreName};
+use crate::spec::StoreName;
 use crate::status::Phase;
 
 /// Reads the configured source once (for `plan` and `apply`).
@@ -177,9 +177,7 @@ impl Daemon {
             let started = Instant::now();
             let leader = *leading.borrow();
             metrics.leader.set(i64::from(leader));
-            let defaults = SpecDefaults {
-                base_domain: rec.settings.cluster.base_domain.clone(),
-            };
+            let defaults = rec.settings.spec_defaults();
             match source.read(&defaults).await {
                 None => {}
                 Some(Ok(s)) => {

@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod cmd;
 
 use storekeeper::config::{Settings, SourceSettings};
-use storekeeper::spec::SpecDefaults;
 
 #[derive(Parser)]
 #[command(
@@ -262,10 +261,9 @@ fn validate(
     } else {
         paths
     };
-    let defaults = SpecDefaults {
-        base_domain: settings.cluster.base_domain.clone(),
-    };
+    let defaults = settings.spec_defaults();
     let mut report = storekeeper::validate::validate(&paths, &defaults);
+    report.warnings = settings.warnings.clone();
     if !config_diags.is_empty() {
         report.valid = false;
         let mut all = config_diags;

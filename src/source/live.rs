@@ -114,9 +114,7 @@ fn join(r: Result<Result<Snapshot, SourceError>, tokio::task::JoinError>) -> Res
 
 /// One read of the configured source, for the one-shot commands (`plan`, `apply`).
 pub fn read_once(settings: &Settings) -> Result<Snapshot, SourceError> {
-    let defaults = SpecDefaults {
-        base_domain: settings.cluster.base_domain.clone(),
-    };
+    let defaults = settings.spec_defaults();
     match &settings.source {
         SourceSettings::Directory { path } => dir::read(path, &defaults),
         SourceSettings::Git(g) => GitSource::new((**g).clone()).sync(&defaults),
