@@ -240,7 +240,7 @@ fn report(ctx: &mut Ctx<'_>, policy: &Policy, path: &[&str], span: Range<usize>,
                     rail.guards
                 ),
                 format!(
-                    "{why}; to allow it, name it in [policy] values_allowed, e.g. \"{}\"; {allowed}",
+                    "{why}; the operator can allow it by naming it in [policy] values_allowed, e.g. \"{}\"; {allowed}",
                     dotted(path)
                 ),
             )

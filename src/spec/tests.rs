@@ -405,7 +405,7 @@ fn every_values_key_outside_the_policy_is_reported_at_its_own_position() {
     );
     assert_eq!(e.diagnostics[1].field, "values.networkPolicy.enabled");
     let hint = e.diagnostics[1].hint.clone().unwrap_or_default();
-    assert!(hint.starts_with("guard-rail keys are allowed only when named; to allow it, name it in [policy] values_allowed, e.g. \"networkPolicy.enabled\""), "{hint}");
+    assert!(hint.starts_with("guard-rail keys are allowed only when named; the operator can allow it by naming it in [policy] values_allowed, e.g. \"networkPolicy.enabled\""), "{hint}");
 }
 
 #[test]
