@@ -425,6 +425,13 @@ fn allowed_keys_pass() {
     let out = validate(&["--config", AGENCY, "tests/fixtures/policy/stores/allowed.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(text(&out), "ok: 1 store file(s) valid\n");
+    // Both "allowed" fixtures pass the default policy too (they are the chart checks' cases for
+    // allowed overrides: their rendered output must still pass the chart policies).
+    let out = validate(&[
+        "tests/fixtures/policy/stores/allowed.toml",
+        "tests/fixtures/policy/stores/allowed-medusa.toml",
+    ]);
+    assert_eq!(text(&out), "ok: 2 store file(s) valid\n");
 }
 
 #[test]
