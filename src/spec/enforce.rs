@@ -198,18 +198,21 @@ fn dotted(path: &[&str]) -> String {
 }
 
 fn report(ctx: &mut Ctx<'_>, policy: &Policy, path: &[&str], span: Range<usize>, verdict: Verdict<'_>) {
+    if verdict == Verdict::Allowed {
+        return;
+    }
     let field = format!("values.{}", path.join("."));
     let allowed = format!(
         "allowed: {} ({})",
         quoted_list(&policy.values_allowed),
-        if policy.values_allowed.iter().any(|p| p.origin().is_some()) {
-            "[policy] values_allowed"
-        } else {
+        if policy.values_allowed_is_default() {
             "the default policy"
+        } else {
+            "[policy] values_allowed"
         }
     );
     let (message, hint) = match verdict {
-        Verdict::Allowed => return,
+        Verdict::Allowed => return, // handled above, before any formatting
         Verdict::NotListed => (
             format!("`{field}` is not in the policy's allowed values"),
             allowed,

@@ -23,11 +23,15 @@ use super::{Owner, Plan};
 
 /// Patterns longer than this cannot match anything: `values` nest at most this deep.
 const MAX_SEGMENTS: usize = super::read::MAX_DEPTH;
+/// The longest path matched: a values key (≤ 32 deep) plus keys inside an array value.
+const MAX_PATH: usize = 2 * super::read::MAX_DEPTH + 2;
 
 /// One segment of a [`PathPattern`].
 #[derive(Debug, Clone)]
 enum Segment {
     Literal(String),
+    /// `*`: any one key (the common glob, matched without globset).
+    Star,
     /// A glob over one key (`*`, `?`, `[a-z]`, `{a,b}`), matched by globset.
     Glob(GlobMatcher),
     /// `**`: any number of keys, including none.
@@ -38,6 +42,7 @@ impl Segment {
     fn matches(&self, key: &str) -> bool {
         match self {
             Segment::Literal(l) => l == key,
+            Segment::Star => true,
             Segment::Glob(g) => g.is_match(key),
             Segment::AnyDepth => true,
         }
@@ -76,6 +81,8 @@ impl PathPattern {
                 Segment::Literal(seg)
             } else if seg == "**" {
                 Segment::AnyDepth
+            } else if seg == "*" {
+                Segment::Star
             } else if seg.contains(['*', '?', '[', ']', '{', '}', '\\']) {
                 let glob = GlobBuilder::new(&seg)
                     .literal_separator(false)
@@ -133,37 +140,37 @@ impl PathPattern {
         self.literal_len() < self.segments.len()
     }
 
-    /// `out[k]` is true when the pattern matches `path[..k]` exactly.
-    fn prefix_matches(&self, path: &[&str]) -> Vec<bool> {
-        let n = path.len();
-        let mut reach = vec![false; n + 1];
-        reach[0] = true;
+    /// Bit `k` is set when the pattern matches `path[..k]` exactly. A bit set instead of a table:
+    /// this runs for every values key of every store file, so it must not allocate. Paths are at
+    /// most [`MAX_PATH`] keys (values nest 32 deep, arrays within them as deep again).
+    fn prefix_matches(&self, path: &[&str]) -> u128 {
+        let path = &path[..path.len().min(MAX_PATH)];
+        let all = (1u128 << (path.len() + 1)) - 1;
+        let mut reach = 1u128;
         for seg in &self.segments {
-            let mut next = vec![false; n + 1];
-            if let Segment::AnyDepth = seg {
-                let mut seen = false;
-                for j in 0..=n {
-                    seen |= reach[j];
-                    next[j] = seen;
-                }
-            } else {
-                for j in 0..n {
-                    next[j + 1] = reach[j] && seg.matches(path[j]);
-                }
+            reach = match seg {
+                // `**`: every length from the shortest reached one on.
+                Segment::AnyDepth => all & !(reach & reach.wrapping_neg()).wrapping_sub(1),
+                _ => (0..path.len())
+                    .filter(|j| reach & (1 << j) != 0 && seg.matches(path[*j]))
+                    .fold(0, |next, j| next | 1 << (j + 1)),
+            };
+            if reach == 0 {
+                break;
             }
-            reach = next;
         }
         reach
     }
 
-    /// Whether the pattern matches exactly this path.
-    pub fn matches(&self, path: &[&str]) -> bool {
-        self.prefix_matches(path).last().copied().unwrap_or(false)
+    /// Whether the pattern matches exactly this path (the tests' view of `prefix_matches`).
+    #[cfg(test)]
+    fn matches(&self, path: &[&str]) -> bool {
+        self.prefix_matches(path) & (1 << path.len().min(MAX_PATH)) != 0
     }
 
     /// Whether the pattern matches this path or one of its ancestors (and so allows it).
     pub fn covers(&self, path: &[&str]) -> bool {
-        self.prefix_matches(path).iter().skip(1).any(|m| *m)
+        self.prefix_matches(path) & !1 != 0
     }
 }
 
@@ -313,12 +320,11 @@ pub enum Class {
 pub fn classify(path: &[&str]) -> Class {
     let mut class = Class::Free;
     for (pattern, rail) in COMPILED_RAILS.iter() {
-        let Some(depth) = pattern.prefix_matches(path).iter().rposition(|m| *m) else {
-            continue;
-        };
-        if depth == 0 {
+        let reach = pattern.prefix_matches(path) & !1;
+        if reach == 0 {
             continue;
         }
+        let depth = (127 - reach.leading_zeros()) as usize;
         if rail.never {
             return Class::Reserved(rail);
         }
@@ -398,6 +404,16 @@ pub enum Verdict<'p> {
 }
 
 impl Policy {
+    /// Whether `values_allowed` is the built-in default (for hints: who decided the list).
+    pub fn values_allowed_is_default(&self) -> bool {
+        self.values_allowed.len() == DEFAULT_VALUES_ALLOWED.len()
+            && self
+                .values_allowed
+                .iter()
+                .zip(DEFAULT_VALUES_ALLOWED)
+                .all(|(p, d)| p.origin().is_none() && p.as_str() == *d)
+    }
+
     /// A store file must name its owner when stores are counted per owner.
     pub fn requires_owner(&self) -> bool {
         self.max_stores_per_owner.is_some()

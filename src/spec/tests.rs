@@ -401,7 +401,7 @@ fn every_values_key_outside_the_policy_is_reported_at_its_own_position() {
     );
     assert_eq!(
         e.diagnostics[0].hint.as_deref(),
-        Some("allowed: \"wordpress.resources.*\", \"wordpress.extraEnv\" (the default policy)")
+        Some("allowed: \"wordpress.resources.*\", \"wordpress.extraEnv\" ([policy] values_allowed)")
     );
     assert_eq!(e.diagnostics[1].field, "values.networkPolicy.enabled");
     let hint = e.diagnostics[1].hint.clone().unwrap_or_default();
