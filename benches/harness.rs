@@ -515,6 +515,7 @@ fn convergence(bin: &Path, m: usize, r: &mut Results) -> Res<()> {
     let bed = Bed::new()?;
     let defaults = storekeeper::spec::SpecDefaults {
         base_domain: "bench.local".into(),
+        policy: Default::default(),
     };
     let values_dir = bed.dir.path().join("values");
     std::fs::create_dir_all(&values_dir).map_err(|e| e.to_string())?;

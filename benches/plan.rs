@@ -31,6 +31,7 @@ struct Inputs {
 fn build(n: usize) -> Inputs {
     let defaults = SpecDefaults {
         base_domain: "bench.local".into(),
+        policy: Default::default(),
     };
     let mut desired = BTreeMap::new();
     let mut observed = BTreeMap::new();

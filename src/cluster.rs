@@ -23,6 +23,8 @@ use crate::status::{Phase, StatusAnnotation};
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "storekeeper";
 pub const STORE_LABEL: &str = "storekeeper.dev/store";
+/// Who the store belongs to (`owner` in the store file), for per-owner policy and views.
+pub const OWNER_LABEL: &str = "storekeeper.dev/owner";
 pub const ANN_HASH: &str = "storekeeper.dev/spec-hash";
 pub const ANN_REVISION: &str = "storekeeper.dev/revision";
 pub const ANN_CHART: &str = "storekeeper.dev/chart-version";

@@ -11,6 +11,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+/// Whether a problem stops the input from being used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Severity {
+    #[default]
+    Error,
+    /// The input is used as written; the diagnostic says what it does not do.
+    Warning,
+}
+
 /// One problem found in an input file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
@@ -30,6 +39,9 @@ pub struct Diagnostic {
     /// Width of the caret underline in characters.
     #[serde(skip)]
     pub width: usize,
+    /// Not in the JSON shape: warnings are reported in their own list.
+    #[serde(skip)]
+    pub severity: Severity,
 }
 
 impl Diagnostic {
@@ -48,6 +60,7 @@ impl Diagnostic {
             hint: None,
             source_line: Some(source_line),
             width,
+            severity: Severity::Error,
         }
     }
 
@@ -62,11 +75,18 @@ impl Diagnostic {
             hint: None,
             source_line: None,
             width: 1,
+            severity: Severity::Error,
         }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// The same diagnostic as a warning.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
         self
     }
 }
@@ -89,7 +109,11 @@ fn locate(src: &str, offset: usize) -> (usize, usize, String) {
 impl fmt::Display for Diagnostic {
     /// Renders like rustc: `error: msg`, ` --> file:line:col`, the line, a caret, the hint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        writeln!(f, "{label}: {}", self.message)?;
         writeln!(f, "  --> {}:{}:{}", self.file.display(), self.line, self.column)?;
         if let Some(text) = &self.source_line {
             let gutter = self.line.to_string().len();

@@ -171,6 +171,9 @@ impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
         let mut labels: BTreeMap<String, String> = spec.labels.clone();
         labels.insert(cluster::MANAGED_BY.into(), cluster::MANAGER.into());
         labels.insert(cluster::STORE_LABEL.into(), work.step.store.to_string());
+        if let Some(owner) = &spec.owner {
+            labels.insert(cluster::OWNER_LABEL.into(), owner.as_str().to_string());
+        }
         let have = work.observed.as_ref().map(|o| &o.labels);
         self.cluster
             .ensure_namespace(&work.namespace, &labels, have)

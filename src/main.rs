@@ -277,6 +277,7 @@ fn validate(
         paths
     };
     let mut report = storekeeper::validate::validate(&paths, &settings.spec_defaults());
+    report.warnings = settings.warnings.clone();
     if !config_diags.is_empty() {
         report.valid = false;
         let mut all = config_diags;

@@ -14,6 +14,10 @@ pub struct Report {
     pub valid: bool,
     pub files: Vec<FileReport>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Problems that do not make anything invalid (the config's, e.g. a glob in
+    /// `values_allowed` that matches guard-rail keys); absent from the JSON when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Diagnostic>,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +107,7 @@ pub fn validate(paths: &[PathBuf], defaults: &SpecDefaults) -> Report {
         valid: diagnostics.is_empty(),
         files,
         diagnostics,
+        warnings: Vec::new(),
     }
 }
 
@@ -122,16 +127,20 @@ impl Report {
     /// Compiler-style text: every diagnostic, then a one-line summary.
     pub fn human(&self) -> String {
         let mut out = String::new();
-        for d in &self.diagnostics {
+        for d in self.warnings.iter().chain(&self.diagnostics) {
             out.push_str(&d.to_string());
             out.push('\n');
         }
         let bad = self.files.iter().filter(|f| !f.valid).count();
+        let warned = match self.warnings.len() {
+            0 => String::new(),
+            n => format!(", {n} warning(s)"),
+        };
         if self.valid {
-            out.push_str(&format!("ok: {} store file(s) valid\n", self.files.len()));
+            out.push_str(&format!("ok: {} store file(s) valid{warned}\n", self.files.len()));
         } else {
             out.push_str(&format!(
-                "invalid: {} error(s) in {} of {} file(s)\n",
+                "invalid: {} error(s) in {} of {} file(s){warned}\n",
                 self.diagnostics.len(),
                 bad.max(1),
                 self.files.len()

@@ -228,7 +228,7 @@ impl HashInputs {
 }
 
 /// The canonical spec hash: sha256 over a canonical JSON document of the effective values, the
-/// namespace settings, the chart version and the extra values files. Key order, whitespace and
+/// namespace settings (labels, owner, protect), the chart version and the extra values files. Key order, whitespace and
 /// comments of the store file cannot change it; any effective value does.
 pub fn spec_hash(spec: &StoreSpec, values: &Json, inputs: &HashInputs) -> String {
     let extra: Vec<String> = inputs
@@ -236,7 +236,7 @@ pub fn spec_hash(spec: &StoreSpec, values: &Json, inputs: &HashInputs) -> String
         .iter()
         .map(|b| hex::encode(Sha256::digest(b)))
         .collect();
-    let doc = json!({
+    let mut doc = json!({
         "v": 1,
         "engine": spec.engine.as_str(),
         "chart": inputs.chart_version,
@@ -245,6 +245,11 @@ pub fn spec_hash(spec: &StoreSpec, values: &Json, inputs: &HashInputs) -> String
         "protect": spec.protect,
         "values": values,
     });
+    // The owner is a namespace label (`storekeeper.dev/owner`). Only present when set, so that
+    // a store without an owner keeps the hash it had before owners existed.
+    if let (Some(owner), Json::Object(m)) = (&spec.owner, &mut doc) {
+        m.insert("owner".into(), json!(owner.as_str()));
+    }
     let mut canonical = String::new();
     write_canonical(&doc, &mut canonical);
     hex::encode(Sha256::digest(canonical.as_bytes()))
@@ -370,6 +375,7 @@ mod tests {
     fn hash_of(src: &str, inputs: &HashInputs) -> String {
         let d = SpecDefaults {
             base_domain: "example.com".into(),
+            policy: Default::default(),
         };
         let spec = match parse_bytes(Path::new("s.toml"), src.as_bytes(), &d) {
             Ok(s) => s,
@@ -455,6 +461,24 @@ mod tests {
         assert!(quantity_bytes("1.5Gi") > quantity_bytes("1Gi"));
         assert_eq!(quantity_bytes("-1Gi"), None);
         assert_eq!(quantity_bytes(""), None);
+    }
+
+    /// The owner becomes the namespace label `storekeeper.dev/owner`, so it is hashed; a store
+    /// without one keeps the hash it had before owners existed (no upgrade of every store).
+    #[test]
+    fn owner_is_hashed_only_when_set() {
+        let inputs = HashInputs {
+            chart_version: "1.0.0".into(),
+            extra_values: vec![],
+        };
+        let none = hash_of("engine = \"woocommerce\"\n", &inputs);
+        assert_eq!(
+            none,
+            "73e298234f8d488e6375ac8b1d8b7988044547b7e80778b4442f8b10af643aec"
+        );
+        let acme = hash_of("engine = \"woocommerce\"\nowner = \"acme\"\n", &inputs);
+        let bob = hash_of("engine = \"woocommerce\"\nowner = \"bob\"\n", &inputs);
+        assert!(acme != none && acme != bob, "{acme} {bob} {none}");
     }
 
     #[test]

@@ -161,6 +161,7 @@ async fn dotfiles_and_swap_files_alone_do_not_signal() {
         &f.dir,
         &storekeeper::spec::SpecDefaults {
             base_domain: "example.com".into(),
+            policy: Default::default(),
         },
     );
     let n = f.count(SETTLE + DEBOUNCE).await;

@@ -637,6 +637,7 @@ fn git_settings(url: String, state: &Path) -> GitSettings {
 fn defaults() -> SpecDefaults {
     SpecDefaults {
         base_domain: "example.com".into(),
+        policy: Default::default(),
     }
 }
 

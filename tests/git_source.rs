@@ -35,6 +35,7 @@ fn settings(url: String, reference: GitRef, state: &Path) -> GitSettings {
 fn defaults() -> SpecDefaults {
     SpecDefaults {
         base_domain: "example.com".into(),
+        policy: Default::default(),
     }
 }
 

@@ -14,6 +14,7 @@ fn example_stores_map_to_the_golden_values() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let defaults = SpecDefaults {
         base_domain: "localtest.me".into(),
+        policy: Default::default(),
     };
     let snap = match dir::read(&root.join("stores.d"), &defaults) {
         Ok(s) => s,

@@ -65,6 +65,7 @@ fn runner(test: &str) -> TestRunner {
 fn defaults() -> SpecDefaults {
     SpecDefaults {
         base_domain: "example.com".into(),
+        policy: Default::default(),
     }
 }
 

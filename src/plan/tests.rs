@@ -12,6 +12,7 @@ fn mk_desired(n: &str, extra: &str) -> Desired {
     let src = format!("engine = \"woocommerce\"\n{extra}");
     let d = SpecDefaults {
         base_domain: "example.com".into(),
+        policy: Default::default(),
     };
     let spec =
         parse_bytes(Path::new(&format!("{n}.toml")), src.as_bytes(), &d).unwrap_or_else(|e| panic!("{e:?}"));

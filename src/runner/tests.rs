@@ -183,6 +183,7 @@ fn desired(store: &str, title: &str) -> Desired {
     let src = format!("engine = \"woocommerce\"\n[shop]\ntitle = \"{title}\"\n");
     let d = SpecDefaults {
         base_domain: "example.com".into(),
+        policy: Default::default(),
     };
     let spec = crate::spec::parse_bytes(Path::new(&format!("{store}.toml")), src.as_bytes(), &d)
         .unwrap_or_else(|e| panic!("{e:?}"));

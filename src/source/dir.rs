@@ -137,6 +137,7 @@ mod tests {
     fn defaults() -> SpecDefaults {
         SpecDefaults {
             base_domain: "example.com".into(),
+            policy: Default::default(),
         }
     }
 

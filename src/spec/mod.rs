@@ -4,17 +4,21 @@
 //! (the reconciler then leaves that store exactly as it is). Parsing is strict: unknown keys,
 //! wrong types and bad enum values are all errors, all reported together with line and column.
 
+mod enforce;
+pub mod policy;
 mod read;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::diagnostic::Diagnostic;
 use crate::iso;
+use policy::Policy;
 use read::{Ctx, Table};
 
 /// Store files larger than this are rejected before being read whole.
@@ -61,6 +65,34 @@ impl fmt::Display for StoreName {
     }
 }
 
+/// Who a store belongs to (a team, a client): a lowercase DNS label of 1–63 characters. It is
+/// bounded because it becomes the namespace label `storekeeper.dev/owner` and a metric label.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Owner(String);
+
+impl Owner {
+    pub fn new(owner: &str) -> Result<Self, String> {
+        if is_dns_label(owner) {
+            Ok(Owner(owner.to_string()))
+        } else {
+            Err(format!(
+                "`{owner}` is not a valid owner: use a lowercase DNS label of 1–63 characters (a-z, 0-9, '-')"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
@@ -71,7 +103,8 @@ fn is_dns_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
-fn is_dns_name(s: &str) -> bool {
+/// A host name: dotted DNS labels, at least two of them.
+pub fn is_dns_name(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label) && s.contains('.')
 }
 
@@ -113,6 +146,15 @@ pub enum Plan {
 
 impl Plan {
     pub const ALL: [&'static str; 3] = ["small", "medium", "large"];
+
+    pub fn parse(s: &str) -> Option<Plan> {
+        match s {
+            "small" => Some(Plan::Small),
+            "medium" => Some(Plan::Medium),
+            "large" => Some(Plan::Large),
+            _ => None,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -158,6 +200,8 @@ pub struct StoreSpec {
     pub shop: Shop,
     pub protect: bool,
     pub suspend: bool,
+    /// Who the store belongs to; counted by `max_stores_per_owner`, shown in the status.
+    pub owner: Option<Owner>,
     pub labels: BTreeMap<String, String>,
     /// Raw helm values merged last (the escape hatch).
     pub values: serde_json::Map<String, serde_json::Value>,
@@ -171,10 +215,14 @@ pub struct SpecError {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Settings from the daemon config that shape defaults of a store file.
-#[derive(Debug, Clone)]
+/// What a store file is read with: the daemon config's defaults and the operator's policy.
+/// Build it with `Settings::spec_defaults()`, so that every path (validate, plan, apply, run)
+/// reads store files with the same policy.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SpecDefaults {
     pub base_domain: String,
+    /// Shared: every file of a snapshot is read with the same policy.
+    pub policy: Arc<Policy>,
 }
 
 /// Reads one store file from disk, enforcing the size limit before reading it whole.
@@ -301,7 +349,7 @@ pub fn parse_bytes(path: &Path, bytes: &[u8], defaults: &SpecDefaults) -> Result
 }
 
 const TOP_KEYS: &[&str] = &[
-    "engine", "host", "plan", "protect", "suspend", "admin", "shop", "labels", "values",
+    "engine", "host", "plan", "owner", "protect", "suspend", "admin", "shop", "labels", "values",
 ];
 const ADMIN_KEYS: &[&str] = &["email", "user"];
 const SHOP_KEYS: &[&str] = &[
@@ -327,51 +375,21 @@ fn read_store(
 ) -> Option<StoreSpec> {
     root.deny_unknown(ctx, TOP_KEYS);
 
-    let engine = match root.string(ctx, "engine") {
-        Some((s, span)) => choose(ctx, span, "engine", &s, &Engine::ALL, |s| match s {
-            "woocommerce" => Some(Engine::Woocommerce),
-            "medusa" => Some(Engine::Medusa),
-            _ => None,
-        }),
-        None if root.inner.iter().any(|(k, _)| k.get_ref() == "engine") => None,
-        None => {
-            ctx.error(
-                0..0,
-                "engine",
-                "missing required field `engine`".into(),
-                Some("add `engine = \"woocommerce\"` or `engine = \"medusa\"`".into()),
-            );
-            None
-        }
-    };
-    let plan = match root.string(ctx, "plan") {
-        Some((s, span)) => choose(ctx, span, "plan", &s, &Plan::ALL, |s| match s {
-            "small" => Some(Plan::Small),
-            "medium" => Some(Plan::Medium),
-            "large" => Some(Plan::Large),
-            _ => None,
-        }),
-        None => Some(Plan::Small),
-    };
-
+    let engine = read_engine(ctx, root);
+    let (plan, plan_span) = read_plan(ctx, root);
     let name_str = name.map_or("store", StoreName::as_str);
-    let host = match root.string(ctx, "host") {
-        Some((h, span)) => {
-            if !is_dns_name(&h) {
-                ctx.error(
-                    span,
-                    "host",
-                    format!("`{h}` is not a valid host name"),
-                    Some(
-                        "use a lowercase DNS name such as \"shop.example.com\" (no scheme, port or path)"
-                            .into(),
-                    ),
-                );
-            }
-            h
-        }
-        None => format!("{name_str}.{}", defaults.base_domain),
-    };
+    let (host, host_span) = read_host(ctx, root, name_str, &defaults.base_domain);
+    let owner = enforce::read_owner(ctx, root, &defaults.policy);
+    enforce::check(
+        ctx,
+        root,
+        &defaults.policy,
+        &enforce::Facts {
+            owner: &owner,
+            plan: plan.map(|p| (p, plan_span)),
+            host: host_span.map(|span| (host.as_str(), span)),
+        },
+    );
 
     let protect = root.boolean(ctx, "protect").is_some_and(|b| b.0);
     let suspend = root.boolean(ctx, "suspend").is_some_and(|b| b.0);
@@ -391,9 +409,67 @@ fn read_store(
         shop,
         protect,
         suspend,
+        owner: owner.owner().cloned(),
         labels,
         values,
     })
+}
+
+fn read_engine(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Engine> {
+    match root.string(ctx, "engine") {
+        Some((s, span)) => choose(ctx, span, "engine", &s, &Engine::ALL, |s| match s {
+            "woocommerce" => Some(Engine::Woocommerce),
+            "medusa" => Some(Engine::Medusa),
+            _ => None,
+        }),
+        None if root.inner.iter().any(|(k, _)| k.get_ref() == "engine") => None,
+        None => {
+            ctx.error(
+                0..0,
+                "engine",
+                "missing required field `engine`".into(),
+                Some("add `engine = \"woocommerce\"` or `engine = \"medusa\"`".into()),
+            );
+            None
+        }
+    }
+}
+
+/// The plan (default small) and, when the file sets it, where.
+fn read_plan(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> (Option<Plan>, Option<std::ops::Range<usize>>) {
+    match root.string(ctx, "plan") {
+        Some((s, span)) => {
+            let plan = choose(ctx, span.clone(), "plan", &s, &Plan::ALL, Plan::parse);
+            (plan, Some(span))
+        }
+        None => (Some(Plan::Small), None),
+    }
+}
+
+/// The host (default `<name>.<base_domain>`) and, when the file sets it, where.
+fn read_host(
+    ctx: &mut Ctx<'_>,
+    root: &Table<'_, '_>,
+    name: &str,
+    base_domain: &str,
+) -> (String, Option<std::ops::Range<usize>>) {
+    match root.string(ctx, "host") {
+        Some((h, span)) => {
+            if !is_dns_name(&h) {
+                ctx.error(
+                    span.clone(),
+                    "host",
+                    format!("`{h}` is not a valid host name"),
+                    Some(
+                        "use a lowercase DNS name such as \"shop.example.com\" (no scheme, port or path)"
+                            .into(),
+                    ),
+                );
+            }
+            (h, Some(span))
+        }
+        None => (format!("{name}.{base_domain}"), None),
+    }
 }
 
 /// Matches an enum value, reporting a bad one with the allowed set and a suggestion.

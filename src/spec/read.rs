@@ -56,7 +56,7 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
-    fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+    pub fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
         self.inner
             .iter()
             .find(|(k, _)| k.get_ref() == key)
@@ -131,6 +131,19 @@ impl<'a, 'i> Table<'a, 'i> {
             self.type_error(ctx, key, v, "a number");
         }
         n.map(|n| (n, v.span()))
+    }
+
+    /// A table field, without reporting anything when it is absent or not a table.
+    pub fn peek_table(&self, key: &str) -> Option<Table<'a, 'i>> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Table(t) => Some(Table {
+                inner: t,
+                path: self.field(key),
+                span: v.span(),
+            }),
+            _ => None,
+        }
     }
 
     pub fn table(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<Table<'a, 'i>> {

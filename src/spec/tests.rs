@@ -7,6 +7,7 @@ use super::*;
 fn defaults() -> SpecDefaults {
     SpecDefaults {
         base_domain: "shops.example.com".into(),
+        policy: Default::default(),
     }
 }
 
@@ -258,4 +259,187 @@ proptest! {
         let doc: String = keys.iter().zip(vals.iter()).map(|(k, v)| format!("{k} = {v}\n")).collect();
         let _ = parse("s", &doc);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator's policy, applied while reading
+
+fn with_policy(policy: policy::Policy, name: &str, src: &str) -> Result<StoreSpec, SpecError> {
+    let d = SpecDefaults {
+        policy: std::sync::Arc::new(policy),
+        ..defaults()
+    };
+    parse_bytes(Path::new(&format!("stores.d/{name}.toml")), src.as_bytes(), &d)
+}
+
+fn owner(s: &str) -> Owner {
+    Owner::new(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn allowing(patterns: &[&str]) -> policy::Policy {
+    policy::Policy {
+        values_allowed: patterns
+            .iter()
+            .map(|p| policy::PathPattern::parse(p).unwrap_or_else(|e| panic!("{e}")))
+            .collect(),
+        ..policy::Policy::default()
+    }
+}
+
+#[test]
+fn owner_is_a_bounded_label_and_optional_by_default() {
+    let s = parse("a", "engine = \"woocommerce\"\nowner = \"acme\"\n").expect("valid");
+    assert_eq!(s.owner, Some(owner("acme")));
+    assert_eq!(
+        parse("a", "engine = \"woocommerce\"\n").expect("valid").owner,
+        None
+    );
+    for bad in ["Acme", "acme corp", "-x", &"a".repeat(64)] {
+        let e = parse("a", &format!("engine = \"woocommerce\"\nowner = \"{bad}\"\n")).expect_err(bad);
+        assert_eq!(messages(&e).len(), 1, "{bad}: {:#?}", e.diagnostics);
+        assert!(messages(&e)[0].starts_with("2:9 "), "{bad}: {:#?}", messages(&e));
+        assert_eq!(e.diagnostics[0].field, "owner");
+    }
+    let e = parse("a", "engine = \"woocommerce\"\nownr = \"acme\"\n").expect_err("typo");
+    assert_eq!(e.diagnostics[0].hint.as_deref(), Some("did you mean `owner`?"));
+}
+
+#[test]
+fn owner_is_required_when_stores_are_counted_per_owner() {
+    let policy = policy::Policy {
+        max_stores_per_owner: std::num::NonZeroU32::new(3),
+        ..policy::Policy::default()
+    };
+    let e = with_policy(policy.clone(), "a", "engine = \"woocommerce\"\n").expect_err("no owner");
+    assert_eq!(messages(&e), ["1:1 missing required field `owner`"]);
+    assert!(
+        e.diagnostics[0]
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("max_stores_per_owner"))
+    );
+    assert!(with_policy(policy, "a", "engine = \"woocommerce\"\nowner = \"acme\"\n").is_ok());
+}
+
+#[test]
+fn plans_are_checked_per_owner_with_a_default_for_the_rest() {
+    let policy = policy::Policy {
+        plans_allowed: vec![Plan::Small],
+        plans_allowed_per_owner: [(owner("acme"), vec![Plan::Small, Plan::Medium])].into(),
+        ..policy::Policy::default()
+    };
+    let file = |owner: &str, plan: &str| format!("engine = \"woocommerce\"\n{owner}plan = \"{plan}\"\n");
+    assert!(with_policy(policy.clone(), "a", &file("owner = \"acme\"\n", "medium")).is_ok());
+    let e = with_policy(policy.clone(), "a", &file("owner = \"acme\"\n", "large")).expect_err("large");
+    assert_eq!(messages(&e), ["3:8 plan `large` is not allowed for owner `acme`"]);
+    assert_eq!(
+        e.diagnostics[0].hint.as_deref(),
+        Some("allowed for owner `acme`: \"small\", \"medium\" ([policy] plans_allowed_per_owner)")
+    );
+    let e = with_policy(policy.clone(), "a", &file("owner = \"bob\"\n", "medium")).expect_err("bob");
+    assert_eq!(
+        e.diagnostics[0].hint.as_deref(),
+        Some("allowed for owner `bob`: \"small\" ([policy] plans_allowed)")
+    );
+    let e = with_policy(policy, "a", &file("", "medium")).expect_err("nobody");
+    assert_eq!(
+        messages(&e),
+        ["2:8 plan `medium` is not allowed for stores without an owner"]
+    );
+}
+
+#[test]
+fn hosts_must_be_under_a_suffix_unless_the_owner_may_use_custom_hosts() {
+    let policy = policy::Policy {
+        host_suffixes: vec!["shops.example.com".into()],
+        custom_hosts: policy::CustomHosts::Owners([owner("acme")].into()),
+        ..policy::Policy::default()
+    };
+    let file = |owner: &str, host: &str| {
+        format!("engine = \"woocommerce\"\nowner = \"{owner}\"\nhost = \"{host}\"\n")
+    };
+    assert!(
+        with_policy(policy.clone(), "a", "engine = \"woocommerce\"\n").is_ok(),
+        "the default host"
+    );
+    assert!(with_policy(policy.clone(), "a", &file("bob", "a.shops.example.com")).is_ok());
+    assert!(
+        with_policy(policy.clone(), "a", &file("acme", "www.acme.in")).is_ok(),
+        "acme may"
+    );
+    let e = with_policy(policy, "a", &file("bob", "www.bob.in")).expect_err("bob may not");
+    assert_eq!(
+        messages(&e),
+        ["3:8 host `www.bob.in` is not under an allowed host suffix"]
+    );
+    let hint = e.diagnostics[0].hint.clone().unwrap_or_default();
+    assert!(
+        hint.contains("`.shops.example.com`") && hint.contains("owner `bob`"),
+        "{hint}"
+    );
+}
+
+#[test]
+fn every_values_key_outside_the_policy_is_reported_at_its_own_position() {
+    let src = "engine = \"woocommerce\"\n\
+               [values.wordpress.resources.limits]\nmemory = \"1Gi\"\n\
+               [values.wordpress]\nextraEnv = [{ name = \"A\", value = \"b\" }]\nport = 9000\n\
+               [values]\nnetworkPolicy = { enabled = false }\nstore.host = \"x.example.com\"\n";
+    let e = with_policy(
+        allowing(&["wordpress.resources.*", "wordpress.extraEnv"]),
+        "a",
+        src,
+    )
+    .expect_err("invalid");
+    assert_eq!(
+        messages(&e),
+        [
+            "6:1 `values.wordpress.port` is not in the policy's allowed values",
+            "8:19 `values.networkPolicy.enabled` is a guard-rail key (the network policies) that the policy does not allow",
+            "9:7 `values.store.host` is set by storekeeper and cannot be overridden",
+        ]
+    );
+    assert_eq!(
+        e.diagnostics[0].hint.as_deref(),
+        Some("allowed: \"wordpress.resources.*\", \"wordpress.extraEnv\" ([policy] values_allowed)")
+    );
+    assert_eq!(e.diagnostics[1].field, "values.networkPolicy.enabled");
+    let hint = e.diagnostics[1].hint.clone().unwrap_or_default();
+    assert!(hint.starts_with("guard-rail keys are allowed only when named; the operator can allow it by naming it in [policy] values_allowed, e.g. \"networkPolicy.enabled\""), "{hint}");
+}
+
+#[test]
+fn the_default_policy_blocks_guard_rails_and_keeps_the_escape_hatch() {
+    let ok = "engine = \"medusa\"\n[values]\nneverReady = true\nimage = { repository = \"r\", tag = \"1\" }\n[values.server]\nextraEnv = []\n";
+    assert!(parse("a", ok).is_ok(), "{:?}", parse("a", ok).err());
+    let e = parse(
+        "a",
+        "engine = \"woocommerce\"\n[values.image.wordpress]\ntag = \"evil\"\n",
+    )
+    .expect_err("image");
+    let hint = e.diagnostics[0].hint.clone().unwrap_or_default();
+    assert!(
+        hint.starts_with("`*` is a glob, and a glob never reaches guard-rail keys"),
+        "{hint}"
+    );
+    assert!(
+        hint.ends_with("allowed: \"*\", \"image.repository\", \"image.tag\" (the default policy)"),
+        "{hint}"
+    );
+}
+
+#[test]
+fn guard_rail_keys_inside_arrays_are_found() {
+    let src = "engine = \"woocommerce\"\n[values.wordpress]\nsidecars = [{ name = \"x\", securityContext = { privileged = true } }]\n";
+    let e = parse("a", src).expect_err("privileged sidecar");
+    assert!(
+        messages(&e)[0]
+            .starts_with("3:1 `values.wordpress.sidecars` is a guard-rail key (a security context)"),
+        "{:#?}",
+        messages(&e)
+    );
+    assert!(
+        with_policy(allowing(&["wordpress.sidecars"]), "a", src).is_ok(),
+        "named explicitly"
+    );
 }

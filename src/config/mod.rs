@@ -2,14 +2,19 @@
 //! keys, then validated [`Settings`] with typed values. Every setting has a default, so an absent
 //! file (or an empty one) yields a daemon that runs `stores.d` against the current kube context.
 
+mod policy;
+
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::diagnostic::Diagnostic;
+use crate::spec::SpecDefaults;
+use crate::spec::policy::Policy;
 
 /// Where store files come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +103,11 @@ pub struct Settings {
     pub http: HttpSettings,
     /// `None`: this daemon always acts (one replica).
     pub leader_election: Option<LeaderSettings>,
+    /// `[policy]`: what store files may ask for, and the caps on stores.
+    pub policy: Arc<Policy>,
+    /// Problems that do not stop the config from loading (a glob in `values_allowed` that matches
+    /// guard-rail keys it cannot allow). `validate` prints them; the daemon should log them.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Default for Settings {
@@ -106,15 +116,6 @@ impl Default for Settings {
         match Settings::from_raw(Raw::default()) {
             Ok(s) => s,
             Err(e) => unreachable!("defaults are valid: {e:?}"),
-        }
-    }
-}
-
-impl Settings {
-    /// What the store-file parser needs from the daemon config. The one place it is built.
-    pub fn spec_defaults(&self) -> crate::spec::SpecDefaults {
-        crate::spec::SpecDefaults {
-            base_domain: self.cluster.base_domain.clone(),
         }
     }
 }
@@ -138,6 +139,15 @@ pub struct ConfigError {
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
 impl Settings {
+    /// What every store file is read with: the default host domain and the policy. The one place
+    /// that builds [`SpecDefaults`], so that validate, plan, apply and run apply the same policy.
+    pub fn spec_defaults(&self) -> SpecDefaults {
+        SpecDefaults {
+            base_domain: self.cluster.base_domain.clone(),
+            policy: Arc::clone(&self.policy),
+        }
+    }
+
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let err = |d: Diagnostic| ConfigError {
@@ -169,7 +179,7 @@ impl Settings {
 
     /// Parses config text; `path` is only used in diagnostics.
     pub fn parse(path: &Path, src: &str) -> Result<Settings, ConfigError> {
-        let raw: Raw = toml::from_str(src).map_err(|e| {
+        let mut raw: Raw = toml::from_str(src).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_string();
             let field = field_of(&message, src, span.start);
@@ -181,14 +191,25 @@ impl Settings {
                 diagnostics: vec![d],
             }
         })?;
-        Settings::from_raw(raw).map_err(|(field, message)| {
+        let raw_policy = std::mem::take(&mut raw.policy);
+        let mut settings = Settings::from_raw(raw).map_err(|(field, message)| {
             let mut d = Diagnostic::whole_file(path, message);
             d.field = field.to_string();
             ConfigError {
                 file: path.to_path_buf(),
                 diagnostics: vec![d],
             }
-        })
+        })?;
+        let (policy, warnings) =
+            policy::read(raw_policy, &settings.cluster.base_domain, path, src).map_err(|diagnostics| {
+                ConfigError {
+                    file: path.to_path_buf(),
+                    diagnostics,
+                }
+            })?;
+        settings.policy = Arc::new(policy);
+        settings.warnings = warnings;
+        Ok(settings)
     }
 
     fn from_raw(raw: Raw) -> Result<Settings, (&'static str, String)> {
@@ -244,6 +265,8 @@ impl Settings {
                 max_deletions_per_cycle: raw.reconcile.max_deletions_per_cycle.unwrap_or(1),
             },
             leader_election: leader_settings(raw.leader_election)?,
+            policy: Arc::new(Policy::default()),
+            warnings: Vec::new(),
             http: HttpSettings {
                 listen: raw
                     .http
@@ -411,6 +434,8 @@ struct Raw {
     http: RawHttp,
     #[serde(default)]
     leader_election: RawLeader,
+    #[serde(default)]
+    policy: policy::RawPolicy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -552,5 +577,132 @@ mod tests {
         assert!(parse_duration("").is_err() && parse_duration("5").is_err() && parse_duration("m").is_err());
         assert!(parse_duration("24h").is_ok() && parse_duration("25h").is_err());
         assert!(parse_duration("18446744073709551615s").is_err());
+    }
+
+    const AGENCY: &str = r#"[cluster]
+base_domain = "shops.agency.dev"
+
+[policy]
+values_allowed = ["wordpress.resources.*", "wordpress.extraEnv", "networkPolicy.wordpressHttpsEgress"]
+max_stores = 50
+max_stores_per_owner = 5
+max_creations_per_hour = 10
+host_suffixes = [".shops.agency.dev"]
+custom_hosts_allowed = ["acme"]
+plans_allowed = ["small"]
+
+[policy.plans_allowed_per_owner]
+acme = ["small", "medium", "large"]
+"#;
+
+    #[test]
+    fn a_full_policy_is_typed() {
+        use crate::spec::policy::CustomHosts;
+        use crate::spec::{Owner, Plan};
+        let s = Settings::parse(Path::new("c.toml"), AGENCY).expect("valid");
+        let p = &s.policy;
+        let patterns: Vec<&str> = p.values_allowed.iter().map(|p| p.as_str()).collect();
+        assert_eq!(
+            patterns,
+            [
+                "wordpress.resources.*",
+                "wordpress.extraEnv",
+                "networkPolicy.wordpressHttpsEgress"
+            ]
+        );
+        assert_eq!(p.values_allowed[1].origin(), Some("c.toml:5:44"));
+        assert_eq!(
+            (p.max_stores, p.max_stores_per_owner.map(|n| n.get())),
+            (Some(50), Some(5))
+        );
+        assert_eq!(p.max_creations_per_hour.map(|n| n.get()), Some(10));
+        assert_eq!(
+            p.host_suffixes,
+            ["shops.agency.dev"],
+            "the leading dot is dropped"
+        );
+        let acme = Owner::new("acme").expect("owner");
+        assert_eq!(p.custom_hosts, CustomHosts::Owners([acme.clone()].into()));
+        assert_eq!(p.plans_allowed, [Plan::Small]);
+        assert_eq!(p.plans_for(Some(&acme)), [Plan::Small, Plan::Medium, Plan::Large]);
+        assert!(s.warnings.is_empty(), "{:#?}", s.warnings);
+        let d = s.spec_defaults();
+        assert_eq!(d.base_domain, "shops.agency.dev");
+        assert!(std::sync::Arc::ptr_eq(&d.policy, &s.policy), "shared, not copied");
+    }
+
+    #[test]
+    fn no_policy_section_is_the_default_policy() {
+        let s = Settings::parse(Path::new("c.toml"), "[cluster]\nbase_domain = \"x.dev\"\n").expect("valid");
+        assert_eq!(*s.policy, Policy::default());
+    }
+
+    #[test]
+    fn policy_errors_point_at_their_keys_all_at_once() {
+        let src = "[policy]\nmax_stores = -1\nhost_suffixes = [\"elsewhere.dev\"]\nplans_allowed = [\"huge\"]\nvalues_allowed = [\"a..b\", \"store.*\"]\n";
+        let e = Settings::parse(Path::new("c.toml"), src).expect_err("invalid");
+        let got: Vec<(usize, usize, &str)> = e
+            .diagnostics
+            .iter()
+            .map(|d| (d.line, d.column, d.field.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 14, "policy.max_stores"),
+                (3, 17, "policy.host_suffixes"),
+                (4, 18, "policy.plans_allowed[0]"),
+                (5, 19, "policy.values_allowed[0]"),
+                (5, 27, "policy.values_allowed[1]"),
+            ],
+            "{:#?}",
+            e.diagnostics
+        );
+        assert!(
+            e.diagnostics[1]
+                .message
+                .contains("`<name>.localtest.me` is under none"),
+            "{:?}",
+            e.diagnostics[1]
+        );
+        let e = Settings::parse(Path::new("c.toml"), "[policy]\nmax_store = 1\n").expect_err("typo");
+        assert_eq!(
+            e.diagnostics[0].hint.as_deref(),
+            Some("did you mean `max_stores`?")
+        );
+        assert_eq!(e.diagnostics[0].field, "policy.max_store");
+        let e = Settings::parse(Path::new("c.toml"), "[policy]\ncustom_hosts_allowed = \"yes\"\n")
+            .expect_err("type");
+        assert!(
+            e.diagnostics[0]
+                .message
+                .contains("expected true, false or a list of owners"),
+            "{:?}",
+            e.diagnostics
+        );
+        let e = Settings::parse(Path::new("c.toml"), "[policy]\ncustom_hosts_allowed = true\n")
+            .expect_err("no suffixes");
+        assert_eq!((e.diagnostics[0].line, e.diagnostics[0].column), (2, 24));
+    }
+
+    #[test]
+    fn a_glob_over_guard_rail_keys_loads_with_a_warning_at_its_position() {
+        let src = "[policy]\nvalues_allowed = [\"wordpress.resources.*\", \"*\"]\n";
+        let s = Settings::parse(Path::new("c.toml"), src).expect("a warning, not an error");
+        assert_eq!(s.warnings.len(), 1, "{:#?}", s.warnings);
+        let w = &s.warnings[0];
+        assert_eq!(
+            (w.line, w.column, w.field.as_str()),
+            (2, 44, "policy.values_allowed[1]")
+        );
+        assert_eq!(w.severity, crate::diagnostic::Severity::Warning);
+        let hint = w.hint.clone().unwrap_or_default();
+        for rail in ["networkPolicy", "resources", "image", "wordpress.tolerations"] {
+            assert!(hint.contains(rail), "{rail}: {hint}");
+        }
+        assert!(
+            !hint.contains("store,") && !hint.contains("existingSecret"),
+            "reserved keys are not allowable: {hint}"
+        );
     }
 }
