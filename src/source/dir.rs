@@ -102,6 +102,8 @@ pub struct DirSource {
     last: Option<Arc<Snapshot>>,
     /// When every file was last looked at; `None` forces a full re-stat (first read, errors).
     last_full: Option<Instant>,
+    /// [`RACY_WINDOW`]; unit tests shorten it to reach the trusted-identity path at once.
+    racy_window: Duration,
     stats: ReadStats,
 }
 
@@ -140,9 +142,16 @@ enum Seen {
 }
 
 impl Seen {
-    /// Whether the identity alone can vouch for the content (see the module docs).
+    /// Whether an equal identity vouches for equal content (see the module docs): not when the
+    /// entry could not even be examined.
     fn trustworthy(&self) -> bool {
-        matches!(self, Seen::File(_))
+        !matches!(self, Seen::Broken(_))
+    }
+
+    /// Whether the entry must be examined on every read, events or not: a symlink's target may
+    /// change without an event for the link, and a broken entry may heal without one.
+    fn examined_always(&self) -> bool {
+        !matches!(self, Seen::File(_))
     }
 
     /// The identity of the file whose content would be read.
@@ -216,8 +225,8 @@ impl FileIdent {
     }
 
     /// Whether a change after `read_at` could leave these timestamps as they are.
-    fn racy(&self, read_at_ns: i128) -> bool {
-        self.mtime_ns.max(self.ctime_ns) + RACY_WINDOW.as_nanos() as i128 > read_at_ns
+    fn racy(&self, read_at_ns: i128, window: Duration) -> bool {
+        self.mtime_ns.max(self.ctime_ns) + window.as_nanos() as i128 > read_at_ns
     }
 }
 
@@ -258,6 +267,7 @@ impl DirSource {
             files: BTreeMap::new(),
             last: None,
             last_full: None,
+            racy_window: RACY_WINDOW,
             stats: ReadStats::default(),
         }
     }
@@ -349,7 +359,7 @@ impl DirSource {
         paths.extend(
             self.files
                 .iter()
-                .filter(|(_, c)| c.racy || !c.seen.trustworthy())
+                .filter(|(_, c)| c.racy || c.seen.examined_always())
                 .map(|(p, _)| p.clone()),
         );
         let mut changed = false;
@@ -370,7 +380,9 @@ impl DirSource {
             return false;
         }
         let (digest, bytes) = self.load(path, &seen);
-        let racy = seen.content_ident().is_some_and(|id| id.racy(scan.started_ns));
+        let racy = seen
+            .content_ident()
+            .is_some_and(|id| id.racy(scan.started_ns, self.racy_window));
         if let Some(c) = self.files.get_mut(path)
             && c.digest == digest
         {

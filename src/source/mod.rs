@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::spec::{SpecError, StoreName, StoreSpec};
 
 /// One consistent read of a source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     /// Where the snapshot came from: a Git commit SHA, or `dir:<content hash>`.
     pub revision: String,
