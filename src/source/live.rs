@@ -195,3 +195,73 @@ pub fn read_once(settings: &Settings) -> Result<Snapshot, SourceError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const WOO: &str = "engine = \"woocommerce\"\n";
+
+    fn directory_settings(dir: &Path) -> Settings {
+        let src = format!(
+            "[source]\ndirectory = '{}'\n[cluster]\nbase_domain = 'example.com'\n",
+            dir.display()
+        );
+        Settings::parse(Path::new("storekeeper.toml"), &src).expect("config")
+    }
+
+    async fn next_signal(rx: &mut mpsc::Receiver<()>) {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a watcher signal")
+            .expect("open");
+    }
+
+    #[tokio::test]
+    async fn poll_tells_unchanged_from_changed() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = parent.path().join("stores.d");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("shop.toml"), WOO).expect("write");
+        let settings = directory_settings(&dir);
+        let defaults = SpecDefaults {
+            base_domain: "example.com".into(),
+        };
+        let (tx, mut rx) = mpsc::channel(1);
+        let (mut source, error) = Source::open(&settings, tx);
+        assert!(error.is_none(), "{error:?}");
+        assert!(source.fetch_flag().is_none());
+
+        let Poll::Changed(first) = source.poll(&defaults).await else {
+            panic!("the first read is a change");
+        };
+        match source.poll(&defaults).await {
+            Poll::Unchanged(s) => assert!(Arc::ptr_eq(&s, &first)),
+            other => panic!("expected Unchanged, got {other:?}"),
+        }
+
+        std::fs::write(dir.join("blog.toml"), WOO).expect("write");
+        next_signal(&mut rx).await;
+        let Poll::Changed(second) = source.poll(&defaults).await else {
+            panic!("a new file is a change");
+        };
+        assert_eq!(second.stores.len(), 2);
+
+        // Gone, then back with the same files: a failure, then the same snapshot again.
+        std::fs::remove_dir_all(&dir).expect("rm -r");
+        next_signal(&mut rx).await;
+        assert!(matches!(source.poll(&defaults).await, Poll::Failed(_)));
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("shop.toml"), WOO).expect("write");
+        std::fs::write(dir.join("blog.toml"), WOO).expect("write");
+        match source.poll(&defaults).await {
+            Poll::Unchanged(s) => assert!(Arc::ptr_eq(&s, &second)),
+            other => panic!("expected the last good snapshot, Unchanged; got {other:?}"),
+        }
+        // The transitional shape: an owned copy on every successful read.
+        let copy = source.read(&defaults).await.expect("due").expect("readable");
+        assert_eq!(copy, *second);
+    }
+}
