@@ -27,7 +27,7 @@
 //! reported as `unnamed`. A missing or unreadable directory is an error, never an empty snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -72,7 +72,8 @@ pub fn read_files(root: &Path, paths: &[PathBuf], defaults: &SpecDefaults) -> Sn
     let mut source = DirSource::new(root.to_path_buf());
     let scan = Scan::start(root, defaults);
     for path in paths {
-        source.visit(path, &scan);
+        let name = path.file_name().unwrap_or(path.as_os_str());
+        source.visit(name, path, std::fs::symlink_metadata(path), &scan);
     }
     source.build()
 }
@@ -96,8 +97,11 @@ pub struct DirSource {
     root: PathBuf,
     /// The defaults the cached specs were parsed with; other defaults empty the cache.
     defaults: Option<SpecDefaults>,
-    /// Every store file seen, by path (`root` joined with the file name).
-    files: BTreeMap<PathBuf, Cached>,
+    /// Every store file seen, by file name (names compare much faster than paths).
+    files: BTreeMap<OsString, Cached>,
+    /// The names of the entries examined on every read, events or not: racy ones, symlinks and
+    /// broken ones (see [`Cached::examined_always`]). Kept apart so an idle read costs nothing.
+    always: BTreeSet<OsString>,
     /// What the last successful read returned.
     last: Option<Arc<Snapshot>>,
     /// When every file was last looked at; `None` forces a full re-stat (first read, errors).
@@ -109,6 +113,8 @@ pub struct DirSource {
 
 /// One store file as last read.
 struct Cached {
+    /// `root` joined with the file name (or the path given to [`read_files`]).
+    path: PathBuf,
     seen: Seen,
     /// Not to be trusted by identity (see the module docs).
     racy: bool,
@@ -123,6 +129,11 @@ impl Cached {
     /// and not racy.
     fn vouches_for(&self, seen: &Seen) -> bool {
         self.seen == *seen && !self.racy && seen.trustworthy()
+    }
+
+    /// Whether the entry is examined on every read (see [`DirSource::always`]).
+    fn examined_always(&self) -> bool {
+        self.racy || self.seen.examined_always()
     }
 }
 
@@ -265,6 +276,7 @@ impl DirSource {
             root,
             defaults: None,
             files: BTreeMap::new(),
+            always: BTreeSet::new(),
             last: None,
             last_full: None,
             racy_window: RACY_WINDOW,
@@ -279,6 +291,7 @@ impl DirSource {
         self.stats = ReadStats::default();
         if self.defaults.as_ref() != Some(defaults) {
             self.files.clear();
+            self.always.clear();
             self.last = None;
             self.last_full = None;
             self.defaults = Some(defaults.clone());
@@ -332,65 +345,91 @@ impl DirSource {
         if !meta.is_dir() {
             return Err(SourceError::NotADirectory(self.root.clone()));
         }
-        let mut present = BTreeSet::new();
+        // `DirEntry::metadata` is an `lstat` relative to the open directory (`fstatat`), cheaper
+        // than one through the whole path.
+        let mut present = Vec::new();
         for entry in std::fs::read_dir(&self.root).map_err(dir_err)? {
             let entry = entry.map_err(dir_err)?;
-            if is_store_file(&entry.file_name().to_string_lossy()) {
-                present.insert(self.root.join(entry.file_name()));
+            let name = entry.file_name();
+            if is_store_file(&name.to_string_lossy()) {
+                present.push((name, entry));
             }
         }
         self.stats.listed = true;
+        present.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let before = self.files.len();
-        self.files.retain(|path, _| present.contains(path));
+        let listed = |n: &OsString| present.binary_search_by(|(p, _)| p.cmp(n)).is_ok();
+        self.files.retain(|name, _| listed(name));
+        self.always.retain(|name| listed(name));
         let mut changed = self.files.len() != before;
-        for path in &present {
-            changed |= self.visit(path, scan);
+        for (name, entry) in &present {
+            changed |= self.visit(name, &entry.path(), entry.metadata(), scan);
         }
         Ok(changed)
     }
 
-    /// Looks at the named files and at the entries never trusted by identity.
-    fn restat_some(&mut self, names: &BTreeSet<std::ffi::OsString>, scan: &Scan<'_>) -> bool {
-        let mut paths: BTreeSet<PathBuf> = names
+    /// Looks at the named files and at the entries examined on every read.
+    fn restat_some(&mut self, names: &BTreeSet<OsString>, scan: &Scan<'_>) -> bool {
+        let mut visit: BTreeSet<OsString> = names
             .iter()
             .filter(|n| is_single_name(n) && is_store_file(&n.to_string_lossy()))
-            .map(|n| self.root.join(n))
+            .cloned()
             .collect();
-        paths.extend(
-            self.files
-                .iter()
-                .filter(|(_, c)| c.racy || c.seen.examined_always())
-                .map(|(p, _)| p.clone()),
-        );
+        visit.extend(self.always.iter().cloned());
         let mut changed = false;
-        for path in &paths {
-            changed |= self.visit(path, scan);
+        for name in &visit {
+            let path = self.root.join(name);
+            let meta = std::fs::symlink_metadata(&path);
+            changed |= self.visit(name, &path, meta, scan);
         }
         changed
     }
 
-    /// Looks at one file and updates its entry; returns whether what the snapshot shows for it
-    /// changed. An unchanged, trusted identity costs one `lstat`.
-    fn visit(&mut self, path: &Path, scan: &Scan<'_>) -> bool {
+    /// Looks at one file, whose `lstat` gave `meta`, and updates its entry; returns whether
+    /// what the snapshot shows for it changed. An unchanged, trusted identity costs the `lstat`.
+    fn visit(&mut self, name: &OsStr, path: &Path, meta: std::io::Result<Metadata>, scan: &Scan<'_>) -> bool {
         self.stats.stats += 1;
-        let Some(seen) = examine(path, scan) else {
-            return self.files.remove(path).is_some();
+        let Some(seen) = examine(path, meta, scan) else {
+            self.always.remove(name);
+            return self.files.remove(name).is_some();
         };
-        if self.files.get(path).is_some_and(|c| c.vouches_for(&seen)) {
+        if self.files.get(name).is_some_and(|c| c.vouches_for(&seen)) {
             return false;
         }
         let (digest, bytes) = self.load(path, &seen);
         let racy = seen
             .content_ident()
             .is_some_and(|id| id.racy(scan.started_ns, self.racy_window));
-        if let Some(c) = self.files.get_mut(path)
-            && c.digest == digest
-        {
+        let kept = match self.files.get_mut(name) {
             // Touched, or racy and still the same: the same content, the same spec.
-            c.seen = seen;
-            c.racy = racy;
-            return false;
+            Some(c) if c.digest == digest => {
+                c.seen = seen;
+                c.racy = racy;
+                true
+            }
+            _ => {
+                let entry = self.parse(path, seen, racy, digest, bytes, scan);
+                self.files.insert(name.to_os_string(), entry);
+                false
+            }
+        };
+        if self.files.get(name).is_some_and(Cached::examined_always) {
+            self.always.insert(name.to_os_string());
+        } else {
+            self.always.remove(name);
         }
+        !kept
+    }
+
+    fn parse(
+        &mut self,
+        path: &Path,
+        seen: Seen,
+        racy: bool,
+        digest: Content,
+        bytes: Result<Vec<u8>, Box<Diagnostic>>,
+        scan: &Scan<'_>,
+    ) -> Cached {
         let result = match bytes {
             Ok(bytes) => {
                 self.stats.parses += 1;
@@ -401,15 +440,14 @@ impl DirSource {
                 diagnostics: vec![*d],
             }),
         };
-        let entry = Cached {
+        Cached {
+            path: path.to_path_buf(),
             seen,
             racy,
             digest,
             store: spec::name_from_path(path).ok(),
             result,
-        };
-        self.files.insert(path.to_path_buf(), entry);
-        true
+        }
     }
 
     /// Reads what `seen` says is there, under the same rules for every kind of entry.
@@ -441,8 +479,8 @@ impl DirSource {
     /// hash, so the same files give the same revision without being read again.
     fn build(&self) -> Snapshot {
         let mut hasher = Sha256::new();
-        for (path, c) in &self.files {
-            hasher.update(path.file_name().map(OsStr::as_encoded_bytes).unwrap_or_default());
+        for (name, c) in &self.files {
+            hasher.update(name.as_encoded_bytes());
             hasher.update([0]);
             match &c.digest {
                 Content::Bytes(h) => hasher.update(h),
@@ -459,8 +497,8 @@ impl DirSource {
             unnamed,
         } = assemble(
             self.files
-                .iter()
-                .map(|(p, c)| (p.as_path(), c.store.as_ref(), &c.result)),
+                .values()
+                .map(|c| (c.path.as_path(), c.store.as_ref(), &c.result)),
             |p| std::fs::read_to_string(p).unwrap_or_default(),
         );
         Snapshot {
@@ -492,14 +530,15 @@ pub(crate) fn assemble<'a>(
     >,
     text: impl Fn(&Path) -> String,
 ) -> Assembled {
-    let mut stores = BTreeMap::new();
-    let mut files = BTreeMap::new();
+    // Collected, then built in bulk: much cheaper than an insert (a search) per store.
+    let mut stores = Vec::new();
+    let mut files = Vec::new();
     let mut unnamed = Vec::new();
     for (path, store, result) in entries {
         match store {
             Some(name) => {
-                files.insert(name.clone(), path.to_path_buf());
-                stores.insert(name.clone(), result.clone());
+                files.push((name.clone(), path.to_path_buf()));
+                stores.push((name.clone(), result.clone()));
             }
             None => unnamed.push(result.clone().err().unwrap_or_else(|| SpecError {
                 file: path.display().to_string(),
@@ -507,6 +546,8 @@ pub(crate) fn assemble<'a>(
             })),
         }
     }
+    let mut stores = BTreeMap::from_iter(stores);
+    let files = BTreeMap::from_iter(files);
     mark_duplicate_hosts(&mut stores, &files, text);
     Assembled {
         stores,
@@ -515,9 +556,10 @@ pub(crate) fn assemble<'a>(
     }
 }
 
-/// `lstat`s a path and, for a symlink, finds where it leads. `None`: nothing is there.
-fn examine(path: &Path, scan: &Scan<'_>) -> Option<Seen> {
-    let meta = match std::fs::symlink_metadata(path) {
+/// Turns a path's `lstat` into what it is and, for a symlink, finds where it leads. `None`:
+/// nothing is there.
+fn examine(path: &Path, meta: std::io::Result<Metadata>, scan: &Scan<'_>) -> Option<Seen> {
+    let meta = match meta {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => return Some(Seen::Broken(e.to_string())),

@@ -705,7 +705,9 @@ pub fn duplicate_hosts(specs: &[(&Path, &StoreSpec)]) -> Vec<Diagnostic> {
 /// [`duplicate_hosts`] for files that are not on disk (a Git tree): `text` gives a file's
 /// content, which is only needed to point at the `host` line of a duplicate.
 pub fn duplicate_hosts_in(specs: &[(&Path, &StoreSpec)], text: impl Fn(&Path) -> String) -> Vec<Diagnostic> {
-    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    // Looked up once per store on every changed snapshot: a hash map, not a tree.
+    let mut seen: std::collections::HashMap<&str, &Path> =
+        std::collections::HashMap::with_capacity(specs.len());
     let mut out = Vec::new();
     for (path, spec) in specs {
         match seen.get(spec.host.as_str()) {
