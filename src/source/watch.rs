@@ -89,15 +89,28 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// More names than this pending at once (nobody reads, or a deployment rewrote the directory)
+/// are dropped for "everything": a full re-stat is cheaper than a huge set, and bounded.
+const MAX_NAMES: usize = 65_536;
+
 /// Records what an event means for the reader; see the module docs.
 fn record(shared: &Mutex<Shared>, dir: &Path, trigger: Trigger, event: &Event) {
     let mut s = lock(shared);
     match trigger {
-        Trigger::Store => {
+        Trigger::Store if !s.changes.everything => {
             let names = store_names(dir, event);
             s.changes.names.extend(names);
+            if s.changes.names.len() > MAX_NAMES {
+                s.changes.names.clear();
+                s.changes.everything = true;
+            }
         }
-        Trigger::DirReplaced | Trigger::Rescan => s.changes.everything = true,
+        // Everything will be looked at anyway.
+        Trigger::Store => {}
+        Trigger::DirReplaced | Trigger::Rescan => {
+            s.changes.names.clear();
+            s.changes.everything = true;
+        }
     }
 }
 
@@ -226,7 +239,9 @@ impl Watching {
                     None => return,
                 },
                 Err(e) => {
-                    lock(&shared).changes.everything = true;
+                    let mut s = lock(&shared);
+                    s.changes.names.clear();
+                    s.changes.everything = true;
                     Msg::Error(e)
                 }
             };
@@ -367,6 +382,25 @@ mod tests {
         assert_eq!(classify(dir, &hide), Some(Trigger::Store));
         let removed = ev(EventKind::Remove(RemoveKind::File), &["/srv/stores.d/shop.toml"]);
         assert_eq!(classify(dir, &removed), Some(Trigger::Store));
+    }
+
+    #[test]
+    fn events_record_store_file_names_and_too_many_become_everything() {
+        let dir = Path::new("/srv/stores.d");
+        let shared = Mutex::new(Shared::default());
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        let save = ev(both, &["/srv/stores.d/.shop.toml.swp", "/srv/stores.d/shop.toml"]);
+        record(&shared, dir, Trigger::Store, &save);
+        let names: Vec<_> = lock(&shared).changes.names.iter().cloned().collect();
+        assert_eq!(names, [OsString::from("shop.toml")]);
+
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        for i in 0..=MAX_NAMES {
+            let p = format!("/srv/stores.d/s{i}.toml");
+            record(&shared, dir, Trigger::Store, &ev(write, &[&p]));
+        }
+        let s = lock(&shared);
+        assert!(s.changes.everything && s.changes.names.is_empty());
     }
 
     #[test]
