@@ -26,7 +26,7 @@ use crate::record::{Recorder, Statuses};
 use crate::runner::Runner;
 use crate::sdnotify::{self, Notifier};
 use crate::server::{self, AppState, Health, WebhookHandler, WebhookReject};
-use crate::source::live::Source;
+use crate::source::live::{Poll, Source};
 use crate::source::webhook::{RateLimiter, ReplayGuard, WebhookError};
 use crate::source::{self, Snapshot};
 use crate::status::Phase;
@@ -530,30 +530,37 @@ impl SourceReader {
     }
 
     async fn read(&self, source: &mut Source, defaults: &crate::spec::SpecDefaults) {
-        match source.read(defaults).await {
-            None => {}
-            Some(Ok(s)) => {
-                self.health.source_succeeded();
-                self.metrics.source_last_success.set(unix_now());
-                if let Ok(mut r) = self.source_revision.lock() {
-                    *r = Some(s.revision.clone());
-                }
-                let changed = self
-                    .snapshots
-                    .borrow()
-                    .as_ref()
-                    .is_none_or(|old| old.revision != s.revision);
-                if changed {
-                    self.metrics.set_spec_errors(&spec_errors(&s));
-                    self.snapshots.send_replace(Some(Arc::new(s)));
-                    let _ = self.plan.try_send(());
-                }
-            }
-            Some(Err(e)) => {
+        let snapshot = match source.poll(defaults).await {
+            Poll::NotDue => return,
+            Poll::Failed(e) => {
                 self.metrics.source_errors.with_label_values(&[e.kind()]).inc();
                 warn!(error = %e, "cannot read the source; keeping the last good snapshot");
+                return;
             }
+            Poll::Unchanged(s) => {
+                self.succeeded();
+                // The first read after a reopen publishes even an unchanged snapshot.
+                if self.snapshots.borrow().is_some() {
+                    return;
+                }
+                s
+            }
+            Poll::Changed(s) => {
+                self.succeeded();
+                s
+            }
+        };
+        if let Ok(mut r) = self.source_revision.lock() {
+            *r = Some(snapshot.revision.clone());
         }
+        self.metrics.set_spec_errors(&spec_errors(&snapshot));
+        self.snapshots.send_replace(Some(snapshot));
+        let _ = self.plan.try_send(());
+    }
+
+    fn succeeded(&self) {
+        self.health.source_succeeded();
+        self.metrics.source_last_success.set(unix_now());
     }
 }
 

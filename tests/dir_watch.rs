@@ -227,3 +227,87 @@ async fn dropping_the_watcher_stops_it() {
     assert!(matches!(closed, Ok(None)), "channel still open: {closed:?}");
     std::fs::write(f.dir.join("shop.toml"), STORE).expect("write");
 }
+
+fn names(changes: &storekeeper::source::watch::Changes) -> Vec<String> {
+    changes
+        .names
+        .iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn events_name_the_changed_files_for_the_reader() {
+    let mut f = start();
+    let w = f.watcher.take().expect("watcher");
+    // A fresh watcher may have missed what happened before it existed.
+    assert!(w.take_changes().everything);
+    let quiet = w.take_changes();
+    assert!(!quiet.everything && quiet.names.is_empty(), "{quiet:?}");
+
+    std::fs::write(f.dir.join("shop.toml"), STORE).expect("create");
+    f.signal("create").await;
+    let c = w.take_changes();
+    assert_eq!((names(&c), c.everything), (vec!["shop.toml".to_string()], false));
+
+    std::fs::rename(f.dir.join("shop.toml"), f.dir.join("blog.toml")).expect("rename");
+    f.signal("rename").await;
+    assert_eq!(names(&w.take_changes()), ["blog.toml", "shop.toml"]);
+
+    let swp = f.dir.join(".existing.toml.swp");
+    std::fs::write(&swp, "engine = \"medusa\"\n").expect("swp");
+    std::fs::rename(&swp, f.dir.join("existing.toml")).expect("atomic save");
+    f.signal("atomic save").await;
+    assert_eq!(
+        names(&w.take_changes()),
+        ["existing.toml"],
+        "temp files are not named"
+    );
+
+    // Names are recorded as events arrive, before the debounced signal.
+    std::fs::remove_file(f.dir.join("blog.toml")).expect("delete");
+    let t0 = Instant::now();
+    while w.take_changes().names.is_empty() {
+        assert!(t0.elapsed() < WITHIN, "the delete was never recorded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f.signal("delete").await;
+
+    std::fs::remove_dir_all(&f.dir).expect("rm -r");
+    f.signal("directory removed").await;
+    assert!(
+        w.take_changes().everything,
+        "a replaced directory means: look at everything"
+    );
+    assert!(
+        w.take_changes().everything,
+        "and so does an unwatched one, on every call"
+    );
+}
+
+#[tokio::test]
+async fn a_watched_read_stats_only_the_file_that_changed() {
+    use storekeeper::source::dir::{self, DirSource};
+    let mut f = start();
+    let w = f.watcher.take().expect("watcher");
+    let defaults = storekeeper::spec::SpecDefaults {
+        base_domain: "example.com".into(),
+        policy: Default::default(),
+    };
+    for i in 0..50 {
+        std::fs::write(f.dir.join(format!("s{i}.toml")), STORE).expect("write");
+    }
+    let _ = f.count(SETTLE).await;
+    let mut source = DirSource::new(f.dir.clone());
+    let first = source.read(&defaults, &w.take_changes()).expect("read");
+    assert_eq!(first.stores.len(), 51);
+
+    std::fs::write(f.dir.join("s7.toml"), "engine = \"medusa\"\n").expect("edit");
+    f.signal("edit").await;
+    let snap = source.read(&defaults, &w.take_changes()).expect("read");
+    let stats = source.last_read_stats();
+    assert!(!stats.listed, "{stats:?}");
+    // The edited file, plus any still racy from being written a moment ago.
+    assert!(stats.stats >= 1 && stats.parses == 1, "{stats:?}");
+    assert_eq!(*snap, dir::read(&f.dir, &defaults).expect("cold"));
+}

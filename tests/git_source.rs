@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::git::{Remote, git, serve_http};
@@ -43,7 +44,7 @@ fn names(snap: &Snapshot) -> Vec<String> {
     snap.stores.keys().map(|n| n.as_str().to_string()).collect()
 }
 
-fn sync_ok(src: &mut GitSource) -> Snapshot {
+fn sync_ok(src: &mut GitSource) -> Arc<Snapshot> {
     match src.sync(&defaults()) {
         Ok(s) => s,
         Err(e) => panic!("sync failed: {e} (kind {}): {e:?}", e.kind()),
@@ -82,18 +83,23 @@ fn file_url_first_sync_clones_then_follows_new_commits() {
     assert_eq!(snap.revision, c2);
     assert_eq!(names(&snap), ["blog", "shop"]);
 
-    // Nothing new: same revision again.
-    assert_eq!(sync_ok(&mut src).revision, c2);
+    // Nothing new: the very same snapshot again.
+    assert!(Arc::ptr_eq(&sync_ok(&mut src), &snap));
 
-    // Edits to the materialized files do not leak into the next snapshot.
-    let file = snap.files.values().next().expect("a file").clone();
-    std::fs::write(&file, "garbage = [").expect("tamper");
-    let snap = sync_ok(&mut src);
-    assert!(
-        snap.stores.values().all(Result::is_ok),
-        "{:?}",
-        snap.errors().collect::<Vec<_>>()
+    // Files are named by their path in the repository, and nothing is checked out: the state
+    // directory holds only the bare repository.
+    assert_eq!(
+        snap.files
+            .values()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>(),
+        ["stores.d/blog.toml", "stores.d/shop.toml"]
     );
+    let state_entries: Vec<String> = std::fs::read_dir(state.path())
+        .expect("state")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(state_entries, ["repo"]);
 }
 
 #[test]

@@ -1,11 +1,16 @@
 //! Follows a Git repository: fetch, resolve the followed ref, read the store files of that commit.
 //!
 //! The local copy is a *bare* repository at `<state_dir>/repo`: there is no working tree anyone
-//! could edit, and the store files are read from the commit's tree object. They are written out
-//! fresh on every sync to `<state_dir>/tree/<subpath>/` only so that [`dir::read_files`] applies
-//! exactly the same rules as for a watched directory (size limit, names from file stems, duplicate
-//! hosts, symlinks that leave the directory) and so that messages point at a file an operator can
-//! open.
+//! could edit, and the store files are read from the commit's tree object straight out of the
+//! object database (see [`tree`] for how entries are resolved and which rules of a watched
+//! directory apply). Nothing is checked out: a checkout would only cost a write of every file per
+//! change. Messages name files by their path in the repository.
+//!
+//! A sync costs what changed. The same commit as last time returns the same snapshot (the same
+//! `Arc`); another commit whose store directory has the same tree id returns the same stores at
+//! the new revision; otherwise only the entries whose blob (or symlink resolution) changed are
+//! parsed again, the others keep their `Arc<StoreSpec>`. A force-push is no different: the new
+//! commit's tree is compared with the last one read, whatever their history.
 //!
 //! Failure is never "no stores" (argo-cd#18212): an unreachable remote, a missing ref, an unusable
 //! local repository or a missing `subpath` are all errors, and the caller keeps the last good
@@ -17,8 +22,11 @@
 //! commit must be reachable from a branch or tag of the remote (most servers refuse to serve
 //! arbitrary object ids).
 
+mod tree;
+
 use std::cell::{Cell, RefCell};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use git2::{
@@ -26,9 +34,10 @@ use git2::{
     FetchPrune, ObjectType, Oid, RemoteCallbacks, Repository,
 };
 
-use super::{Snapshot, SourceError, dir};
+use super::{Snapshot, SourceError};
 use crate::config::{GitRef, GitSettings};
-use crate::spec::{MAX_FILE_BYTES, SpecDefaults};
+use crate::spec::SpecDefaults;
+use tree::{TreeCache, relative_subpath};
 
 /// A fetch (including a first clone) is aborted after this long, like Flux's 60 s clone timeout.
 /// libgit2 has no overall timeout of its own, so the progress callbacks check this deadline;
@@ -39,15 +48,16 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// The username GitHub, GitLab and Gitea accept with a token as the password.
 const TOKEN_USER: &str = "x-access-token";
 
-/// Mode of a symlink entry in a Git tree.
-const MODE_SYMLINK: i32 = 0o120000;
-
 /// A Git repository followed into `<state_dir>/repo`.
 pub struct GitSource {
     settings: GitSettings,
     repo_dir: PathBuf,
-    tree_dir: PathBuf,
+    /// Where versions before the object-database reader checked the store files out; removed
+    /// after the first good sync.
+    legacy_tree_dir: Option<PathBuf>,
     fetch_timeout: Duration,
+    /// The last tree read.
+    cache: Option<TreeCache>,
 }
 
 /// How one attempt failed: a corrupt local repository is worth one re-clone; anything else is
@@ -67,9 +77,10 @@ impl GitSource {
     pub fn new(settings: GitSettings) -> GitSource {
         GitSource {
             repo_dir: settings.state_dir.join("repo"),
-            tree_dir: settings.state_dir.join("tree"),
+            legacy_tree_dir: Some(settings.state_dir.join("tree")),
             settings,
             fetch_timeout: FETCH_TIMEOUT,
+            cache: None,
         }
     }
 
@@ -79,9 +90,26 @@ impl GitSource {
         self
     }
 
-    /// Fetches and reads the followed commit; see the module docs. Blocking: call it from
+    /// Fetches and reads the followed commit; see the module docs. Returns the previous snapshot
+    /// — the same `Arc` — when the followed commit has not moved. Blocking: call it from
     /// `spawn_blocking`. Every error is retryable and leaves the last good snapshot in force.
-    pub fn sync(&mut self, defaults: &SpecDefaults) -> Result<Snapshot, SourceError> {
+    pub fn sync(&mut self, defaults: &SpecDefaults) -> Result<Arc<Snapshot>, SourceError> {
+        let result = self.sync_repairing(defaults);
+        if result.is_ok()
+            && let Some(legacy) = self.legacy_tree_dir.take()
+            && let Err(e) = remove_any(&legacy)
+        {
+            tracing::debug!(path = %legacy.display(), error = %e, "Cannot remove an old checkout");
+        }
+        result
+    }
+
+    /// Forgets the cached tree, so that the next sync parses every file again.
+    pub fn forget(&mut self) {
+        self.cache = None;
+    }
+
+    fn sync_repairing(&mut self, defaults: &SpecDefaults) -> Result<Arc<Snapshot>, SourceError> {
         match self.attempt(defaults) {
             Ok(snap) => Ok(snap),
             Err(Failure::Source(e)) => Err(e),
@@ -110,7 +138,7 @@ impl GitSource {
         }
     }
 
-    fn attempt(&self, defaults: &SpecDefaults) -> Result<Snapshot, Failure> {
+    fn attempt(&mut self, defaults: &SpecDefaults) -> Result<Arc<Snapshot>, Failure> {
         let repo = self.open_or_init()?;
         // A pinned commit never changes: once it is here, the remote is not needed at all (and
         // an outage cannot make it stale).
@@ -125,41 +153,50 @@ impl GitSource {
                 self.resolve(&repo)?
             }
         };
+        let (subpath, tree_id) = self.store_tree(&repo, oid)?;
+        if let Some(cache) = self.cache.as_mut().filter(|c| c.defaults == *defaults) {
+            if cache.commit == oid {
+                return Ok(Arc::clone(&cache.snapshot));
+            }
+            if cache.tree == tree_id {
+                cache.move_to(oid);
+                return Ok(Arc::clone(&cache.snapshot));
+            }
+        }
+        let prev = self.cache.as_ref().filter(|c| c.defaults == *defaults);
+        let next = tree::read(&repo, prev, oid, tree_id, &subpath, defaults)?;
+        let snap = Arc::clone(&next.snapshot);
+        tracing::debug!(revision = %snap.revision, stores = snap.stores.len(), "Read Git snapshot");
+        self.cache = Some(next);
+        Ok(snap)
+    }
+
+    /// The store directory of commit `oid`: its path in the repository and its tree id. Reads
+    /// the commit and the trees on the way, so a damaged repository is noticed here.
+    fn store_tree(&self, repo: &Repository, oid: Oid) -> Result<(PathBuf, Oid), Failure> {
         let commit = repo
             .find_commit(oid)
             .map_err(|e| Failure::Corrupt(format!("commit {oid}: {}", e.message())))?;
         let root_tree = commit
             .tree()
             .map_err(|e| Failure::Corrupt(format!("tree of {oid}: {}", e.message())))?;
-        let revision = oid.to_string();
-        let subpath =
-            relative_subpath(&self.settings.subpath).ok_or_else(|| SourceError::GitSubpathMissing {
-                subpath: self.settings.subpath.clone(),
-                revision: revision.clone(),
-            })?;
-        let tree = if subpath.as_os_str().is_empty() {
-            root_tree
-        } else {
-            let missing = || SourceError::GitSubpathMissing {
-                subpath: self.settings.subpath.clone(),
-                revision: revision.clone(),
-            };
-            let entry = match root_tree.get_path(&subpath) {
-                Ok(entry) => entry,
-                Err(e) if e.code() == ErrorCode::NotFound => return Err(missing().into()),
-                Err(e) => return Err(Failure::Corrupt(e.message().to_string())),
-            };
-            if entry.kind() != Some(ObjectType::Tree) {
-                return Err(missing().into());
-            }
-            repo.find_tree(entry.id())
-                .map_err(|e| Failure::Corrupt(e.message().to_string()))?
+        let missing = || SourceError::GitSubpathMissing {
+            subpath: self.settings.subpath.clone(),
+            revision: oid.to_string(),
         };
-        let (root, paths) = self.materialize(&repo, &tree, &subpath)?;
-        let mut snap = dir::read_files(&root, &paths, defaults);
-        snap.revision = revision;
-        tracing::debug!(revision = %snap.revision, stores = snap.stores.len(), "Read Git snapshot");
-        Ok(snap)
+        let subpath = relative_subpath(&self.settings.subpath).ok_or_else(missing)?;
+        if subpath.as_os_str().is_empty() {
+            return Ok((subpath, root_tree.id()));
+        }
+        let entry = match root_tree.get_path(&subpath) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == ErrorCode::NotFound => return Err(missing().into()),
+            Err(e) => return Err(Failure::Corrupt(e.message().to_string())),
+        };
+        if entry.kind() != Some(ObjectType::Tree) {
+            return Err(missing().into());
+        }
+        Ok((subpath, entry.id()))
     }
 
     /// Opens the bare repository, creating it on first use. One that exists but cannot be opened
@@ -398,64 +435,6 @@ impl GitSource {
             Err(_) => Err(missing(format!("{what} (not a commit)"))),
         }
     }
-
-    /// Writes the store files of `tree` to a fresh `<state_dir>/tree/<subpath>/`, replacing the
-    /// previous one, and returns that directory and the files' paths. Entries named like store
-    /// files that are not regular files (directories, submodules) are written as empty
-    /// directories so that reading them fails for that store instead of dropping it.
-    fn materialize(
-        &self,
-        repo: &Repository,
-        tree: &git2::Tree<'_>,
-        subpath: &Path,
-    ) -> Result<(PathBuf, Vec<PathBuf>), Failure> {
-        let io = |what: &str, e: std::io::Error| {
-            Failure::Source(SourceError::GitCheckout {
-                path: self.tree_dir.clone(),
-                message: format!("{what}: {e}"),
-            })
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".tree-")
-            .tempdir_in(&self.settings.state_dir)
-            .map_err(|e| io("cannot create a temporary directory", e))?;
-        let sub = tmp.path().join(subpath);
-        std::fs::create_dir_all(&sub).map_err(|e| io("cannot create directory", e))?;
-        let mut names = Vec::new();
-        for entry in tree.iter() {
-            let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
-            if !dir::is_store_file(&name) || name.contains('/') {
-                continue;
-            }
-            let target = sub.join(&name);
-            if entry.kind() == Some(ObjectType::Blob) {
-                let blob = repo
-                    .find_blob(entry.id())
-                    .map_err(|e| Failure::Corrupt(format!("blob {}: {}", entry.id(), e.message())))?;
-                let content = blob.content();
-                if entry.filemode() == MODE_SYMLINK {
-                    write_symlink(content, &target).map_err(|e| io("cannot write symlink", e))?;
-                } else {
-                    // One byte over the limit is enough for the reader to refuse the file.
-                    let keep = content.len().min(MAX_FILE_BYTES as usize + 1);
-                    std::fs::write(&target, &content[..keep]).map_err(|e| io("cannot write", e))?;
-                }
-            } else {
-                std::fs::create_dir(&target).map_err(|e| io("cannot create directory", e))?;
-            }
-            names.push(name);
-        }
-        remove_any(&self.tree_dir).map_err(|e| io("cannot remove the previous tree", e))?;
-        let kept = tmp.keep();
-        if let Err(e) = std::fs::rename(&kept, &self.tree_dir) {
-            let _ = std::fs::remove_dir_all(&kept);
-            return Err(io("cannot move the tree into place", e));
-        }
-        let root = self.tree_dir.join(subpath);
-        names.sort();
-        let paths = names.iter().map(|n| root.join(n)).collect();
-        Ok((root, paths))
-    }
 }
 
 /// Removes a directory tree, a file or a symlink at `path`; nothing there is fine.
@@ -469,18 +448,6 @@ fn remove_any(path: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,
     }
-}
-
-#[cfg(unix)]
-fn write_symlink(target: &[u8], link: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), link)
-}
-
-#[cfg(not(unix))]
-fn write_symlink(target: &[u8], link: &Path) -> std::io::Result<()> {
-    // No portable symlinks: keep the link text, which will not parse, so the store is an error.
-    std::fs::write(link, target)
 }
 
 /// Whether every ref still leads to a readable commit and tree. Used after a failure to tell a
@@ -503,19 +470,6 @@ fn refs_intact(repo: &Repository) -> bool {
         }
     }
     true
-}
-
-/// `subpath` as relative components; `None` if it tries to leave the repository.
-fn relative_subpath(subpath: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in subpath.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
 }
 
 /// The URL without user-info, which may hold a password or token.
@@ -780,16 +734,5 @@ broken-line-without-key
         assert_eq!(ssh_port("ssh://host/r.git"), 22);
         assert_eq!(ssh_port("git@host:r.git"), 22);
         assert_eq!(ssh_port("ssh://git@[::1]:2200/r"), 2200);
-    }
-
-    #[test]
-    fn subpaths_stay_inside_the_repository() {
-        assert_eq!(
-            relative_subpath(Path::new("./stores.d/")),
-            Some(PathBuf::from("stores.d"))
-        );
-        assert_eq!(relative_subpath(Path::new(".")), Some(PathBuf::new()));
-        assert_eq!(relative_subpath(Path::new("../x")), None);
-        assert_eq!(relative_subpath(Path::new("/etc")), None);
     }
 }

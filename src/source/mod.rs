@@ -4,6 +4,12 @@
 //! must not look like "no stores" (argo-cd#18212 uninstalled apps during a Git outage). Within a
 //! readable source, a file that does not parse is still named by its file stem and carried as an
 //! `Err`, so the reconciler leaves that store exactly as it is.
+//!
+//! Both sources cache what they parsed, so a read costs what changed rather than the number of
+//! stores: the directory by file identity ([`dir::DirSource`], narrowed by the watcher's events),
+//! Git by tree and blob id ([`git::GitSource`]). A cached read equals a cold read of the same
+//! files exactly (`tests/source_cache.rs`); an unchanged source returns the same `Arc<Snapshot>`,
+//! and an unchanged store file the same `Arc<StoreSpec>`, so callers can skip work by pointer.
 
 pub mod dir;
 pub mod git;
@@ -18,7 +24,7 @@ use std::sync::Arc;
 use crate::spec::{SpecError, StoreName, StoreSpec};
 
 /// One consistent read of a source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     /// Where the snapshot came from: a Git commit SHA, or `dir:<content hash>`.
     pub revision: String,
@@ -47,7 +53,8 @@ impl Snapshot {
 /// Why a source could not be read at all. Retryable: the last good snapshot stays in force.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// A reader task panicked or a lock was poisoned: a bug, reported rather than hidden.
+    /// A reader task panicked: a bug, reported rather than hidden. The next read starts from an
+    /// empty cache.
     #[error("the source reader failed unexpectedly")]
     Poisoned,
     #[error("cannot read store directory {path}: {source}")]

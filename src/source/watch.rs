@@ -1,9 +1,14 @@
 //! Watches the store directory and signals "something changed, re-read it".
 //!
 //! The watcher only *signals*; it never reads or parses (STYLE habit 6, after Vector's
-//! `config/watcher.rs`). Every signal makes the daemon re-read the whole directory, so a missed or
-//! coalesced event can never leave state wrong — at worst a change waits for the periodic re-read.
-//! That is also why one pending signal is enough and the channel may be full.
+//! `config/watcher.rs`). Besides the signal, it records which store files the events named, in a
+//! set the reader drains ([`DirWatcher::take_changes`]), so that a re-read looks only at those
+//! files. Whenever events may have been lost — the kernel queue overflowed, the watcher failed or
+//! was re-created, the directory was replaced or is not watched right now — it says "everything"
+//! instead, and the reader re-stats the whole directory. Names are recorded on notify's thread,
+//! as each event arrives and before the debounced signal, so a read that drains them can only be
+//! early, never miss one: an event that arrives after a drain is kept for the next read, which
+//! its own signal causes. One pending signal is therefore enough and the channel may be full.
 //!
 //! Two non-recursive watches are kept: the directory itself (store files appearing, changing,
 //! vanishing, renamed) and its parent, filtered to events on the directory's own name, so that a
@@ -12,7 +17,10 @@
 //! surface as one rename onto a store file name; the temp files themselves are ignored by
 //! [`dir::is_store_file`], and the debounce folds the burst into one signal.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::event::{EventKind, MetadataKind, ModifyKind};
@@ -47,6 +55,76 @@ enum Msg {
     Error(notify::Error),
 }
 
+/// What changed in the store directory since the reader last looked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// File names (in the directory) of store files that were created, written, renamed or
+    /// removed.
+    pub names: BTreeSet<OsString>,
+    /// Events may have been missed: every file must be looked at.
+    pub everything: bool,
+}
+
+impl Changes {
+    /// "Look at every file": what a reader without a watcher must assume.
+    pub fn everything() -> Changes {
+        Changes {
+            names: BTreeSet::new(),
+            everything: true,
+        }
+    }
+}
+
+/// The state shared by notify's thread (which records), the watcher task (which keeps the watch
+/// alive) and the reader (which drains).
+#[derive(Debug, Default)]
+struct Shared {
+    changes: Changes,
+    /// Whether the directory itself is watched right now; while not, every read is a full one.
+    watching: bool,
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    // The data is a set of names and two flags, valid after any panic elsewhere.
+    shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// More names than this pending at once (nobody reads, or a deployment rewrote the directory)
+/// are dropped for "everything": a full re-stat is cheaper than a huge set, and bounded.
+const MAX_NAMES: usize = 65_536;
+
+/// Records what an event means for the reader; see the module docs.
+fn record(shared: &Mutex<Shared>, dir: &Path, trigger: Trigger, event: &Event) {
+    let mut s = lock(shared);
+    match trigger {
+        Trigger::Store if !s.changes.everything => {
+            let names = store_names(dir, event);
+            s.changes.names.extend(names);
+            if s.changes.names.len() > MAX_NAMES {
+                s.changes.names.clear();
+                s.changes.everything = true;
+            }
+        }
+        // Everything will be looked at anyway.
+        Trigger::Store => {}
+        Trigger::DirReplaced | Trigger::Rescan => {
+            s.changes.names.clear();
+            s.changes.everything = true;
+        }
+    }
+}
+
+/// The names of the store files directly in `dir` that an event names.
+fn store_names<'e>(dir: &'e Path, event: &'e Event) -> impl Iterator<Item = OsString> + 'e {
+    event
+        .paths
+        .iter()
+        .filter(move |p| p.parent() == Some(dir))
+        .filter_map(|p| p.file_name())
+        .filter(|n| dir::is_store_file(&n.to_string_lossy()))
+        .map(OsString::from)
+}
+
 /// Decides whether an event concerns the store directory. Runs on notify's thread, so it only
 /// looks at paths.
 fn classify(dir: &Path, event: &Event) -> Option<Trigger> {
@@ -61,26 +139,16 @@ fn classify(dir: &Path, event: &Event) -> Option<Trigger> {
         }
         _ => {}
     }
-    let mut trigger = None;
-    for path in &event.paths {
-        if path == dir {
-            return Some(Trigger::DirReplaced);
-        }
-        let in_dir = path.parent() == Some(dir);
-        let is_store = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(dir::is_store_file);
-        if in_dir && is_store {
-            trigger = Some(Trigger::Store);
-        }
+    if event.paths.iter().any(|p| p == dir) {
+        return Some(Trigger::DirReplaced);
     }
-    trigger
+    store_names(dir, event).next().map(|_| Trigger::Store)
 }
 
 /// Keeps the store directory watched; see the module docs. Dropping it stops the watch.
 pub struct DirWatcher {
     task: tokio::task::JoinHandle<()>,
+    shared: Arc<Mutex<Shared>>,
 }
 
 impl Drop for DirWatcher {
@@ -106,16 +174,27 @@ impl DirWatcher {
         // well-defined and the comparisons in `classify` exact.
         let abs = std::path::absolute(&dir).map_err(|e| watch_err(notify::Error::io(e)))?;
         let (events, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Mutex::new(Shared::default()));
         let mut state = Watching {
             parent: abs.parent().map(Path::to_path_buf),
             dir: abs,
             events,
+            shared: Arc::clone(&shared),
             watcher: None,
             dir_watched: false,
         };
         state.establish().map_err(watch_err)?;
         let task = runtime.spawn(state.run(rx, tx, debounce));
-        Ok(DirWatcher { task })
+        Ok(DirWatcher { task, shared })
+    }
+
+    /// Drains what the events named since the last call. `everything` is set when events may
+    /// have been missed since then, and on every call while the directory is not watched.
+    pub fn take_changes(&self) -> Changes {
+        let mut s = lock(&self.shared);
+        let mut changes = std::mem::take(&mut s.changes);
+        changes.everything |= !s.watching;
+        changes
     }
 }
 
@@ -124,6 +203,8 @@ struct Watching {
     parent: Option<PathBuf>,
     /// Cloned into each watcher's handler; holding one here keeps `rx` open for the task's life.
     events: mpsc::UnboundedSender<Msg>,
+    /// Cloned into each watcher's handler, which records changes as events arrive.
+    shared: Arc<Mutex<Shared>>,
     watcher: Option<RecommendedWatcher>,
     /// Whether the directory itself (not only its parent) is currently watched.
     dir_watched: bool,
@@ -131,19 +212,38 @@ struct Watching {
 
 impl Watching {
     /// Creates a fresh watcher (dropping the old one first, releasing its descriptor) and adds
-    /// the parent and directory watches. Errs only when no watcher could be created.
+    /// the parent and directory watches. Errs only when no watcher could be created. Either way
+    /// the reader is told to look at everything: events may have been missed meanwhile.
     fn establish(&mut self) -> Result<(), notify::Error> {
         self.watcher = None;
         self.dir_watched = false;
+        lock(&self.shared).watching = false;
+        let result = self.watch();
+        let mut s = lock(&self.shared);
+        s.watching = self.watcher.is_some() && self.dir_watched;
+        s.changes.everything = true;
+        result
+    }
+
+    fn watch(&mut self) -> Result<(), notify::Error> {
         let dir = self.dir.clone();
         let events = self.events.clone();
+        let shared = Arc::clone(&self.shared);
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
             let msg = match res {
                 Ok(event) => match classify(&dir, &event) {
-                    Some(t) => Msg::Trigger(t),
+                    Some(t) => {
+                        record(&shared, &dir, t, &event);
+                        Msg::Trigger(t)
+                    }
                     None => return,
                 },
-                Err(e) => Msg::Error(e),
+                Err(e) => {
+                    let mut s = lock(&shared);
+                    s.changes.names.clear();
+                    s.changes.everything = true;
+                    Msg::Error(e)
+                }
             };
             // The receiver is gone only when the watcher is being dropped.
             let _ = events.send(msg);
@@ -282,6 +382,25 @@ mod tests {
         assert_eq!(classify(dir, &hide), Some(Trigger::Store));
         let removed = ev(EventKind::Remove(RemoveKind::File), &["/srv/stores.d/shop.toml"]);
         assert_eq!(classify(dir, &removed), Some(Trigger::Store));
+    }
+
+    #[test]
+    fn events_record_store_file_names_and_too_many_become_everything() {
+        let dir = Path::new("/srv/stores.d");
+        let shared = Mutex::new(Shared::default());
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        let save = ev(both, &["/srv/stores.d/.shop.toml.swp", "/srv/stores.d/shop.toml"]);
+        record(&shared, dir, Trigger::Store, &save);
+        let names: Vec<_> = lock(&shared).changes.names.iter().cloned().collect();
+        assert_eq!(names, [OsString::from("shop.toml")]);
+
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        for i in 0..=MAX_NAMES {
+            let p = format!("/srv/stores.d/s{i}.toml");
+            record(&shared, dir, Trigger::Store, &ev(write, &[&p]));
+        }
+        let s = lock(&shared);
+        assert!(s.changes.everything && s.changes.names.is_empty());
     }
 
     #[test]

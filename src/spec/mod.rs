@@ -217,7 +217,8 @@ pub struct SpecError {
 
 /// What a store file is read with: the daemon config's defaults and the operator's policy.
 /// Build it with `Settings::spec_defaults()`, so that every path (validate, plan, apply, run)
-/// reads store files with the same policy.
+/// reads store files with the same policy. Comparable, so that a cached source can tell when
+/// its parsed specs were made with other defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpecDefaults {
     pub base_domain: String,
@@ -237,38 +238,47 @@ pub fn load_file(path: &Path, defaults: &SpecDefaults) -> Result<StoreSpec, Spec
 
 /// Reads at most [`MAX_FILE_BYTES`]; a longer file is an error, not a truncation.
 pub fn read_limited(path: &Path) -> Result<Vec<u8>, Box<Diagnostic>> {
-    let io_err = |e: std::io::Error| {
-        Box::new(
-            Diagnostic::whole_file(path, format!("cannot read store file: {e}"))
-                .with_hint("check that the file exists and is readable by the storekeeper user"),
-        )
-    };
+    let io_err = |e: std::io::Error| Box::new(unreadable(path, &e));
     // Only regular files: opening a FIFO or a device named `*.toml` would block forever.
     if !std::fs::metadata(path).map_err(io_err)?.is_file() {
-        return Err(Box::new(
-            Diagnostic::whole_file(path, "store file is not a regular file".into())
-                .with_hint("store files must be plain files (not FIFOs, sockets, devices or directories)"),
-        ));
+        return Err(Box::new(not_a_regular_file(path)));
     }
     let file = std::fs::File::open(path).map_err(io_err)?;
-    let too_big = || {
-        Diagnostic::whole_file(
-            path,
-            format!("store file is larger than the {MAX_FILE_BYTES}-byte limit"),
-        )
-        .with_hint("a store file holds a few settings; move large values into the chart's values files")
-    };
     if file.metadata().map_err(io_err)?.len() > MAX_FILE_BYTES {
-        return Err(Box::new(too_big()));
+        return Err(Box::new(too_large(path)));
     }
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io_err)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Box::new(too_big()));
+        return Err(Box::new(too_large(path)));
     }
     Ok(bytes)
+}
+
+// The three ways reading a store file fails, shared by every reader (a directory, a Git tree) so
+// that each says the same thing about the same problem.
+
+/// The file could not be opened or read.
+pub fn unreadable(path: &Path, e: &std::io::Error) -> Diagnostic {
+    Diagnostic::whole_file(path, format!("cannot read store file: {e}"))
+        .with_hint("check that the file exists and is readable by the storekeeper user")
+}
+
+/// The file is a FIFO, socket, device, directory or submodule.
+pub fn not_a_regular_file(path: &Path) -> Diagnostic {
+    Diagnostic::whole_file(path, "store file is not a regular file".into())
+        .with_hint("store files must be plain files (not FIFOs, sockets, devices or directories)")
+}
+
+/// The file is over [`MAX_FILE_BYTES`].
+pub fn too_large(path: &Path) -> Diagnostic {
+    Diagnostic::whole_file(
+        path,
+        format!("store file is larger than the {MAX_FILE_BYTES}-byte limit"),
+    )
+    .with_hint("a store file holds a few settings; move large values into the chart's values files")
 }
 
 /// The store name a path stands for (its file stem), validated.
@@ -765,12 +775,20 @@ fn title_case(name: &str) -> String {
 
 /// Finds stores that claim the same host; the later file (by name) gets the diagnostic.
 pub fn duplicate_hosts(specs: &[(&Path, &StoreSpec)]) -> Vec<Diagnostic> {
-    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    duplicate_hosts_in(specs, |path| std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// [`duplicate_hosts`] for files that are not on disk (a Git tree): `text` gives a file's
+/// content, which is only needed to point at the `host` line of a duplicate.
+pub fn duplicate_hosts_in(specs: &[(&Path, &StoreSpec)], text: impl Fn(&Path) -> String) -> Vec<Diagnostic> {
+    // Looked up once per store on every changed snapshot: a hash map, not a tree.
+    let mut seen: std::collections::HashMap<&str, &Path> =
+        std::collections::HashMap::with_capacity(specs.len());
     let mut out = Vec::new();
     for (path, spec) in specs {
         match seen.get(spec.host.as_str()) {
             Some(first) => {
-                let src = std::fs::read_to_string(path).unwrap_or_default();
+                let src = text(path);
                 let span = host_span(&src);
                 let msg = format!("host `{}` is already used by {}", spec.host, first.display());
                 let hint = "each store needs its own host; set `host` in one of the files";
