@@ -98,6 +98,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// `None`: this daemon always acts (one replica).
     pub leader_election: Option<LeaderSettings>,
+    /// `[[notify]]` targets (`crate::notify`).
+    pub notify: Vec<crate::notify::NotifySettings>,
 }
 
 impl Default for Settings {
@@ -228,6 +230,7 @@ impl Settings {
                 max_deletions_per_cycle: raw.reconcile.max_deletions_per_cycle.unwrap_or(1),
             },
             leader_election: leader_settings(raw.leader_election)?,
+            notify: crate::notify::settings(raw.notify)?,
             http: HttpSettings {
                 listen: raw
                     .http
@@ -385,6 +388,8 @@ struct Raw {
     http: RawHttp,
     #[serde(default)]
     leader_election: RawLeader,
+    #[serde(default)]
+    notify: Vec<crate::notify::RawNotify>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -507,6 +512,24 @@ mod tests {
         let src = "[source.git]\nurl = \"u\"\nbranch = \"a\"\ntag = \"b\"\n";
         assert!(Settings::parse(Path::new("c"), src).is_err());
         assert!(Settings::parse(Path::new("c"), "[helm]\nmax_concurrent = 0\n").is_err());
+    }
+
+    #[test]
+    fn notify_entries_parse_and_a_typo_gets_its_line_and_a_hint() {
+        let ok = "[[notify]]\nname = \"ops\"\ntype = \"slack\"\nurl_file = \"/etc/sk/slack\"\n";
+        let s = Settings::parse(Path::new("c.toml"), ok).expect("valid");
+        assert_eq!(s.notify.len(), 1);
+        let e =
+            Settings::parse(Path::new("c.toml"), &format!("{ok}events = [\"faild\"]\n")).expect_err("typo");
+        let d = &e.diagnostics[0];
+        assert_eq!(d.line, 5, "{d:?}");
+        assert_eq!(d.hint.as_deref(), Some("did you mean `failed`?"), "{d:?}");
+        let e = Settings::parse(
+            Path::new("c.toml"),
+            "[[notify]]\nname = \"a\"\ntype = \"slack\"\n",
+        )
+        .expect_err("no url");
+        assert_eq!(e.diagnostics[0].field, "notify.url");
     }
 
     #[test]

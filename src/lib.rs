@@ -12,6 +12,7 @@ pub mod helm;
 pub mod iso;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod reconcile;
 pub mod sdnotify;
