@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod diagnostic;
+pub mod events;
 pub mod helm;
 pub mod iso;
 pub mod leader;

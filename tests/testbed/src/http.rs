@@ -569,6 +569,7 @@ fn patch_object(
         new = old.clone();
         new["status"] = status;
     }
+    crate::validation::on_update(kind, &old, &new)?;
     let stored = store.replace(kind, &old, new, Some(&manager(req)));
     Ok(json_response(200, &stored))
 }

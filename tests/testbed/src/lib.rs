@@ -10,7 +10,9 @@
 //! Deliberate simplifications: deleting a namespace removes it and its contents at once (no
 //! `Terminating` phase); controllers act synchronously on each write, so objects are ready (or,
 //! with [`NEVER_READY_ANNOTATION`], never ready) as soon as they are stored; no schema
-//! validation (`fieldValidation` is accepted and ignored).
+//! validation (`fieldValidation` is accepted and ignored) beyond the Event rules in
+//! `validation.rs`; `events.k8s.io/v1` and core `v1` Events are separate collections (on a real
+//! server they are one, converted between the two shapes).
 
 mod controllers;
 mod http;
@@ -21,6 +23,7 @@ mod protobuf;
 mod selector;
 mod store;
 pub mod tools;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -14,6 +14,7 @@ use crate::controllers;
 use crate::kinds::{KINDS, Kind};
 use crate::patch;
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::validation;
 
 /// An API error, rendered by the HTTP layer as a `Status` object.
 #[derive(Debug, Clone, PartialEq)]
@@ -399,6 +400,7 @@ impl Store {
     ) -> Result<Value> {
         Self::check_type(kind, &mut obj)?;
         self.place(kind, ns, &mut obj)?;
+        validation::on_create(kind, &obj)?;
         let mut name = meta_str(&obj, "name").to_string();
         if name.is_empty() {
             let prefix = meta_str(&obj, "generateName");
@@ -482,6 +484,7 @@ impl Store {
             }
             obj
         };
+        validation::on_update(kind, &old, &new)?;
         Ok(self.replace(kind, &old, new, Some(manager)))
     }
 
