@@ -77,6 +77,8 @@ pub struct ReconcileSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// Protects the status page and `/stores*` (`server::AccessToken`); read at start.
+    pub token_file: Option<PathBuf>,
 }
 
 /// Optional leader election through a coordination.k8s.io/v1 Lease (for more than one replica).
@@ -236,6 +238,7 @@ impl Settings {
                     .http
                     .listen
                     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+                token_file: raw.http.token_file,
             },
         })
     }
@@ -458,6 +461,7 @@ struct RawReconcile {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<SocketAddr>,
+    token_file: Option<PathBuf>,
 }
 
 #[cfg(test)]

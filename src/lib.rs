@@ -14,6 +14,7 @@ pub mod iso;
 pub mod leader;
 pub mod metrics;
 pub mod notify;
+pub mod page;
 pub mod plan;
 pub mod reconcile;
 pub mod sdnotify;
