@@ -13,8 +13,7 @@ mod deliver;
 mod payload;
 
 pub use config::{NotifySettings, RawNotify, TargetType, UrlSource, settings};
-pub use deliver::{METRIC, Notifier, NotifierTasks, NotifyError, NotifyMetrics, RESULTS, backoff_delay};
-pub use payload::{WEBHOOK_VERSION, render, sign};
+pub use deliver::{METRIC, Notifier, NotifierTasks, NotifyError, NotifyMetrics, RESULTS};
 
 use serde::Deserialize;
 
