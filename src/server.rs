@@ -1,6 +1,13 @@
-//! The HTTP side (hyper): `/metrics`, `/healthz`, `/readyz`, `/stores`, `/stores/{name}`, and
-//! `POST /hooks/git`. Only GET/HEAD where nothing is written; headers must arrive within a few
-//! seconds; request bodies are bounded.
+//! The HTTP side (hyper): the status page `/` (and its `/page.css`), `/metrics`, `/healthz`,
+//! `/readyz`, `/stores`, `/stores/{name}`, and `POST /hooks/git`. Only GET/HEAD where nothing is
+//! written; headers must arrive within a few seconds; request bodies are bounded.
+//!
+//! Access: with `[http] token_file` set, `/`, `/stores` and `/stores/{name}` (and any operator
+//! route added later, such as `POST /reconcile`) need `Authorization: Bearer <token>`, or HTTP
+//! Basic with the token as the password (so a browser can log in); whatever address the server
+//! listens on. Without it they are open, and listening beyond loopback logs a warning.
+//! `/metrics`, `/healthz`, `/readyz` and `/page.css` stay open (probes and Prometheus; nothing
+//! store-specific), and `/hooks/git` has its own signature check.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -11,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
+use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -21,6 +29,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
+use crate::page::{self, PageView, SourceView, StoreRow};
 use crate::spec::StoreName;
 use crate::status::StoreStatus;
 
@@ -146,6 +155,90 @@ pub struct AppState {
     pub webhook: Option<WebhookHandler>,
 }
 
+/// Produces the status page's data on each request to `/`.
+pub type PageSource = Arc<dyn Fn() -> PageView + Send + Sync>;
+
+/// The status page and access control, alongside [`AppState`].
+#[derive(Clone, Default)]
+pub struct PageOptions {
+    /// `None`: the page is built from [`AppState`] alone (phases, reasons, errors, revisions).
+    pub view: Option<PageSource>,
+    /// `None`: the operator routes are open.
+    pub token: Option<Arc<AccessToken>>,
+}
+
+/// Why the token file cannot be used. Not retryable: fix the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot read the HTTP token file {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP token in {} must be 16–4096 bytes of printable ASCII", path.display())]
+    Weak { path: std::path::PathBuf },
+}
+
+/// The bearer token of the operator routes. Compared in constant time, through SHA-256 so the
+/// comparison does not depend on the length either.
+pub struct AccessToken {
+    digest: [u8; 32],
+}
+
+impl AccessToken {
+    /// Reads the token file; trailing whitespace (the newline `echo` adds) is not part of it.
+    pub fn load(path: &std::path::Path) -> Result<AccessToken, TokenError> {
+        let raw = std::fs::read(path).map_err(|source| TokenError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let token = raw.trim_ascii_end();
+        if !(16..=4096).contains(&token.len()) || !token.iter().all(|b| b.is_ascii_graphic()) {
+            return Err(TokenError::Weak {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(AccessToken::new(token))
+    }
+
+    pub fn new(token: &[u8]) -> AccessToken {
+        use sha2::Digest;
+        AccessToken {
+            digest: sha2::Sha256::digest(token).into(),
+        }
+    }
+
+    fn matches(&self, candidate: &[u8]) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let d: [u8; 32] = sha2::Sha256::digest(candidate).into();
+        d.ct_eq(&self.digest).into()
+    }
+
+    /// Whether an `Authorization` header value carries the token (Bearer, or Basic with any
+    /// user name and the token as password).
+    pub fn allows(&self, authorization: Option<&str>) -> bool {
+        use base64::Engine;
+        let Some(value) = authorization.map(str::trim) else {
+            return false;
+        };
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return self.matches(rest.as_bytes());
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest) else {
+                return false;
+            };
+            let password = decoded.splitn(2, |b| *b == b':').nth(1).unwrap_or_default();
+            return self.matches(password);
+        }
+        false
+    }
+}
+
 /// Largest request body accepted (webhooks); everything else takes none.
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -169,14 +262,32 @@ fn json_resp(status: StatusCode, v: &serde_json::Value) -> Resp {
 }
 
 /// Binds and serves until `shutdown` turns true. Returns the bound address through `bound`.
+/// The status page is built from `state` alone and the operator routes are open; see
+/// [`serve_with`].
 pub async fn serve(
     listen: SocketAddr,
     state: AppState,
+    shutdown: watch::Receiver<bool>,
+    bound: tokio::sync::oneshot::Sender<SocketAddr>,
+) -> std::io::Result<()> {
+    serve_with(listen, state, PageOptions::default(), shutdown, bound).await
+}
+
+/// [`serve`] with a status page source and an access token.
+pub async fn serve_with(
+    listen: SocketAddr,
+    state: AppState,
+    page: PageOptions,
     mut shutdown: watch::Receiver<bool>,
     bound: tokio::sync::oneshot::Sender<SocketAddr>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
-    let _ = bound.send(listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    if page.token.is_none() && !addr.ip().is_loopback() {
+        warn!(listen = %addr, "the status page and /stores are open to the network: set [http] token_file");
+    }
+    let _ = bound.send(addr);
+    let shared = Arc::new((state, page));
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -191,9 +302,9 @@ pub async fn serve(
                 continue;
             }
         };
-        let state = state.clone();
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, state.clone()));
+            let svc = service_fn(move |req| handle(req, Arc::clone(&shared)));
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(5))
@@ -206,20 +317,119 @@ pub async fn serve(
     }
 }
 
-async fn handle(req: Request<Incoming>, state: AppState) -> Result<Resp, Infallible> {
+/// Routes that show store data or act on stores: behind the token when one is set.
+pub fn is_operator_route(path: &str) -> bool {
+    path == "/" || path == "/stores" || path.starts_with("/stores/") || path == "/reconcile"
+}
+
+/// Whether the request may use an operator route.
+pub fn authorized(page: &PageOptions, headers: &hyper::HeaderMap) -> bool {
+    page.token.as_ref().is_none_or(|t| {
+        t.allows(
+            headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+    })
+}
+
+fn unauthorized() -> Resp {
+    let mut r = respond(StatusCode::UNAUTHORIZED, "text/plain", "a token is required\n");
+    for challenge in [
+        r#"Basic realm="storekeeper", charset="UTF-8""#,
+        r#"Bearer realm="storekeeper""#,
+    ] {
+        r.headers_mut().append(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    r
+}
+
+/// Headers on every response: no sniffing, no referrer, no framing, and (unless the page set
+/// its own) a policy that allows nothing to load.
+fn secure(mut r: Resp) -> Resp {
+    let h = r.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.entry(hyper::header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
+    r
+}
+
+async fn handle(req: Request<Incoming>, shared: Arc<(AppState, PageOptions)>) -> Result<Resp, Infallible> {
+    let (state, page) = (&shared.0, &shared.1);
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let resp = match (method.clone(), path.as_str()) {
-        (Method::POST, "/hooks/git") => webhook(req, &state).await,
-        (Method::GET | Method::HEAD, p) => get(p, &state),
+        (_, p) if is_operator_route(p) && !authorized(page, req.headers()) => unauthorized(),
+        (Method::POST, "/hooks/git") => webhook(req, state).await,
+        (Method::GET | Method::HEAD, "/") => status_page(state, page),
+        (Method::GET | Method::HEAD, p) => get(p, state),
         (_, "/hooks/git") => method_not_allowed("POST"),
         _ => method_not_allowed("GET, HEAD"),
     };
+    let resp = secure(resp);
     Ok(if method == Method::HEAD {
         strip_body(resp)
     } else {
         resp
     })
+}
+
+fn status_page(state: &AppState, page: &PageOptions) -> Resp {
+    let view = match &page.view {
+        Some(f) => f(),
+        None => view_of(state),
+    };
+    let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", page::render(&view));
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(page::CSP),
+    );
+    h.insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The page from what [`AppState`] knows; the daemon's [`PageSource`] adds the rest (URL,
+/// owner, age, next attempt, operations).
+pub fn view_of(state: &AppState) -> PageView {
+    let statuses = state.statuses.lock().map(|s| s.clone()).unwrap_or_default();
+    let stores = statuses
+        .iter()
+        .map(|(name, s)| {
+            let mut row = StoreRow::new(name.as_str(), s.phase, s.reason.clone());
+            row.engine = s.engine.map(str::to_string);
+            row.revision = s.revision.clone();
+            row.last_transition = Some(s.last_transition);
+            row.last_error = s.last_error.clone();
+            row
+        })
+        .collect();
+    let now = jiff::Timestamp::now();
+    let last_success = state.health.source_age().and_then(|a| {
+        jiff::SignedDuration::try_from(a)
+            .ok()
+            .and_then(|a| now.checked_sub(a).ok())
+    });
+    PageView {
+        generated_at: now,
+        refresh: Duration::from_secs(10),
+        ready: state.health.ready().is_ok(),
+        not_ready_reason: state.health.ready().err(),
+        source: SourceView {
+            revision: state.source_revision.lock().ok().and_then(|r| r.clone()),
+            last_success,
+            stale: state.health.is_stale(),
+        },
+        stores,
+        operations: Vec::new(),
+    }
 }
 
 fn strip_body(resp: Resp) -> Resp {
@@ -241,6 +451,14 @@ fn method_not_allowed(allow: &str) -> Resp {
 
 fn get(path: &str, state: &AppState) -> Resp {
     match path {
+        "/page.css" => {
+            let mut r = respond(StatusCode::OK, "text/css; charset=utf-8", page::STYLESHEET);
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=300"),
+            );
+            r
+        }
         "/metrics" => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4",

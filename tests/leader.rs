@@ -385,6 +385,38 @@ mod rbac {
         );
     }
 
+    /// Every request `storekeeper::events` makes: a create, a repeat (patch of the series) and
+    /// the final `Deleted` event in `default`. Until the reconciler emits Events itself, this
+    /// drives the module directly.
+    async fn exercise_events() -> Vec<(Perm, Option<String>, Option<String>)> {
+        use storekeeper::events::{EventMetrics, EventSink, KubeEvents};
+        use storekeeper::notify::{EventKind, StoreEvent};
+
+        let api = TestApi::start();
+        for ns in ["default", "store-shop"] {
+            api.insert("/api/v1/namespaces", json!({ "metadata": { "name": ns } }));
+        }
+        let metrics = EventMetrics::register(&prometheus::Registry::new()).expect("register");
+        let (events, task) = KubeEvents::start(client(&api).await, "test", &metrics);
+        let failed = StoreEvent::new(EventKind::Failed, "shop", "store-shop", "Failed", "boom");
+        events.emit(&failed);
+        events.emit(&failed);
+        events.emit(&StoreEvent::new(
+            EventKind::Deleted,
+            "shop",
+            "store-shop",
+            "Deleting",
+            "gone",
+        ));
+        drop(events);
+        assert!(task.finish(Duration::from_secs(10)).await);
+        assert_eq!((metrics.get("created"), metrics.get("patched")), (2, 1));
+        api.requests()
+            .iter()
+            .filter_map(|r| permission(&r.method, &r.path, &r.query))
+            .collect()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rbac_grants_every_request_storekeeper_and_helm_make() {
         let mut used = Vec::new();
@@ -408,6 +440,7 @@ mod rbac {
                 .iter()
                 .filter_map(|r| permission(&r.method, &r.path, &r.query)),
         );
+        used.extend(exercise_events().await);
 
         let rules = granted();
         let allows = |(g, r, v): &Perm, ns: &Option<String>, name: &Option<String>| {

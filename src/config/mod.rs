@@ -82,6 +82,8 @@ pub struct ReconcileSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// Protects the status page and `/stores*` (`server::AccessToken`); read at start.
+    pub token_file: Option<PathBuf>,
 }
 
 /// Optional leader election through a coordination.k8s.io/v1 Lease (for more than one replica).
@@ -108,6 +110,8 @@ pub struct Settings {
     /// Problems that do not stop the config from loading (a glob in `values_allowed` that matches
     /// guard-rail keys it cannot allow). `validate` prints them; the daemon should log them.
     pub warnings: Vec<Diagnostic>,
+    /// `[[notify]]` targets (`crate::notify`).
+    pub notify: Vec<crate::notify::NotifySettings>,
 }
 
 impl Default for Settings {
@@ -267,11 +271,13 @@ impl Settings {
             leader_election: leader_settings(raw.leader_election)?,
             policy: Arc::new(Policy::default()),
             warnings: Vec::new(),
+            notify: crate::notify::settings(raw.notify)?,
             http: HttpSettings {
                 listen: raw
                     .http
                     .listen
                     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+                token_file: raw.http.token_file,
             },
         })
     }
@@ -436,6 +442,7 @@ struct Raw {
     leader_election: RawLeader,
     #[serde(default)]
     policy: policy::RawPolicy,
+    notify: Vec<crate::notify::RawNotify>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,6 +511,7 @@ struct RawReconcile {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<SocketAddr>,
+    token_file: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -568,6 +576,24 @@ mod tests {
         assert_eq!(e.diagnostics[0].field, "leader_election.renew_every");
         let e = Settings::parse(Path::new("c"), &format!("{on}lease_name = \" \"\n")).expect_err("empty");
         assert_eq!(e.diagnostics[0].field, "leader_election.lease_name");
+    }
+
+    #[test]
+    fn notify_entries_parse_and_a_typo_gets_its_line_and_a_hint() {
+        let ok = "[[notify]]\nname = \"ops\"\ntype = \"slack\"\nurl_file = \"/etc/sk/slack\"\n";
+        let s = Settings::parse(Path::new("c.toml"), ok).expect("valid");
+        assert_eq!(s.notify.len(), 1);
+        let e =
+            Settings::parse(Path::new("c.toml"), &format!("{ok}events = [\"faild\"]\n")).expect_err("typo");
+        let d = &e.diagnostics[0];
+        assert_eq!(d.line, 5, "{d:?}");
+        assert_eq!(d.hint.as_deref(), Some("did you mean `failed`?"), "{d:?}");
+        let e = Settings::parse(
+            Path::new("c.toml"),
+            "[[notify]]\nname = \"a\"\ntype = \"slack\"\n",
+        )
+        .expect_err("no url");
+        assert_eq!(e.diagnostics[0].field, "notify.url");
     }
 
     #[test]

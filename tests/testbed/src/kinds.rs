@@ -152,6 +152,9 @@ pub static KINDS: &[Kind] = &[
         false
     ),
     kind!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true),
+    // The newer Events API (what kube-runtime's Recorder and storekeeper write). On a real
+    // server it is the same storage as core/v1 events, converted; here it is its own collection.
+    kind!("events.k8s.io", "v1", "events", "event", "Event", true, ["ev"]),
     kind!(
         "storage.k8s.io",
         "v1",

@@ -12,9 +12,11 @@
 //! with [`NEVER_READY_ANNOTATION`], never ready) as soon as they are stored; no
 //! schema validation (`fieldValidation` is accepted and ignored). Update rules the charts must
 //! live with are enforced as the real server does (immutable Job templates, StatefulSet specs,
-//! PVC shrink and expansion: see `validation`).
+//! PVC shrink and expansion: see `validation`), and so are the Event rules (`event_rules`;
+//! `events.k8s.io/v1` and core `v1` Events are separate collections here, one on a real server).
 
 mod controllers;
+mod event_rules;
 mod http;
 mod kinds;
 mod kubeconfig;

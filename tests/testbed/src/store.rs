@@ -409,6 +409,7 @@ impl Store {
     ) -> Result<Value> {
         Self::check_type(kind, &mut obj)?;
         self.place(kind, ns, &mut obj)?;
+        crate::event_rules::on_create(kind, &obj)?;
         let mut name = meta_str(&obj, "name").to_string();
         if name.is_empty() {
             let prefix = meta_str(&obj, "generateName");

@@ -87,6 +87,7 @@ fn forbidden(kind: &Kind, name: &str, why: &str) -> ApiError {
 
 /// Checks an update of `old` into `new` (both already defaulted) the way the real server does.
 pub fn check_update(store: &Store, kind: &Kind, old: &Value, new: &Value) -> Result<(), ApiError> {
+    crate::event_rules::on_update(kind, old, new)?;
     let name = old["metadata"]["name"].as_str().unwrap_or_default();
     let errs = match (kind.group, kind.kind) {
         ("batch", "Job") => job_errors(old, new),
