@@ -673,6 +673,57 @@ fn a_locked_repository_keeps_the_new_snapshot_and_reports_that_retention_waited_
 }
 
 #[test]
+fn an_unreadable_file_gives_an_incomplete_snapshot_and_no_retention() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    // The upload step on its own, as the restic container's unprivileged uid (33 in the chart).
+    let user = backup_support::servers::server_user("nobody");
+    let root = s.path("backup");
+    let meta = "format=1\nengine=medusa\nstore=city-bikes\nurl=https://city-bikes.test\nrevision=x\n\
+                dump=database.pgdump\nfiles=yes\ncreated=2026-02-01T00:00:00Z\n";
+    std::fs::write(s.path("backup/db").join("storekeeper.meta"), meta).expect("meta");
+    std::fs::write(root.join("db/database.pgdump"), Noise::new(1).bytes(4096)).expect("dump");
+    std::fs::write(s.path("backup/files").join("logo.png"), Noise::new(2).bytes(4096)).expect("file");
+    let mut env = restic_env(&s, "city-bikes", "https://city-bikes.test");
+    for (key, value) in [("KEEP_DAILY", "1"), ("KEEP_WEEKLY", "0"), ("KEEP_MONTHLY", "0")] {
+        set(&mut env, key, value);
+    }
+    let repo = s.path("repo");
+    if let Some((uid, gid)) = user {
+        backup_support::chown_tree(&root, uid, gid);
+        backup_support::chown_tree(&repo, uid, gid);
+    }
+    let upload = |env: &Env| s.run_as(MEDUSA, "backup.sh", "upload", Image::Restic, env, user);
+    for time in ["2026-02-01 01:00:00", "2026-02-01 02:00:00"] {
+        set(&mut env, "BACKUP_TIME", time);
+        let run = upload(&env);
+        assert_eq!(run.code, Some(0), "{}", run.output);
+    }
+    // keep_daily 1 kept one of the two snapshots of that day.
+    assert_eq!(snapshot_times(&s), ["2026-02-01 02:00"]);
+
+    let secret = root.join("files/orders-export.csv");
+    std::fs::write(&secret, "unreadable").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    set(&mut env, "BACKUP_TIME", "2026-02-01 03:00:00");
+    let run = upload(&env);
+    assert_eq!(
+        (run.code, run.get("result")),
+        (Some(3), "incomplete"),
+        "{}",
+        run.output
+    );
+    assert!(
+        run.output.contains("orders-export.csv"),
+        "the unreadable file is named:\n{}",
+        run.output
+    );
+    assert_eq!(run.get("snapshot").len(), 64, "{}", run.output);
+    // The incomplete snapshot is kept, and retention did not run: the complete one is still there.
+    assert_eq!(snapshot_times(&s), ["2026-02-01 02:00", "2026-02-01 03:00"]);
+}
+
+#[test]
 fn both_charts_ship_the_same_backup_library() {
     let lib = |chart: &str| {
         std::fs::read(

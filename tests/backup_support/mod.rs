@@ -105,6 +105,8 @@ impl Scratch {
     pub fn new() -> Scratch {
         let tools = Tools::find();
         let dir = tempfile::tempdir().expect("tempdir");
+        // Traversable, for the servers and scripts that run as other users.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let applets = dir.path().join("busybox-applets");
         std::fs::create_dir_all(&applets).expect("mkdir applets");
         let list = Command::new(&tools.busybox)
@@ -127,6 +129,27 @@ impl Scratch {
     /// Runs `charts/<chart>/files/<script> <step>` with exactly `env` (plus PATH, HOME, TZ and a
     /// RESULT_FILE) in the given image's tool set.
     pub fn run(&self, chart: &str, script: &str, step: &str, image: Image, env: &[(&str, String)]) -> Run {
+        self.run_as(chart, script, step, image, env, None)
+    }
+
+    /// `run` as another uid/gid (the containers run unprivileged); HOME, the restic cache and the
+    /// result file are handed to that user.
+    pub fn run_as(
+        &self,
+        chart: &str,
+        script: &str,
+        step: &str,
+        image: Image,
+        env: &[(&str, String)],
+        user: Option<(u32, u32)>,
+    ) -> Run {
+        let private = self.path(&format!("as-{}", user.map_or(0, |u| u.0)));
+        for dir in ["home", "restic-cache"] {
+            std::fs::create_dir_all(private.join(dir)).expect("mkdir");
+        }
+        if let Some((uid, gid)) = user {
+            chown_tree(&private, uid, gid);
+        }
         let file = root().join("charts").join(chart).join("files").join(script);
         let system = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
         let restic_dir = self
@@ -147,20 +170,23 @@ impl Scratch {
                 format!("{}:{restic_dir}:{system}", self.tools.pg_bin.display()),
             ),
         };
-        let result_file = self.dir.path().join("result");
+        let result_file = private.join("result");
         let _ = std::fs::remove_file(&result_file);
-        let out = Command::new(shell)
-            .arg(&file)
+        let mut cmd = Command::new(shell);
+        cmd.arg(&file)
             .arg(step)
             .env_clear()
             .env("PATH", path)
-            .env("HOME", self.path("home"))
+            .env("HOME", private.join("home"))
             .env("TZ", "UTC")
             .env("RESULT_FILE", &result_file)
-            .env("RESTIC_CACHE_DIR", self.path("restic-cache"))
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .output()
-            .expect("run script");
+            .env("RESTIC_CACHE_DIR", private.join("restic-cache"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Some((uid, gid)) = user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        let out = cmd.output().expect("run script");
         let result = std::fs::read_to_string(&result_file)
             .unwrap_or_default()
             .lines()
@@ -170,6 +196,16 @@ impl Scratch {
             code: out.status.code(),
             output: show(&out),
             result,
+        }
+    }
+}
+
+/// chown -R (the scratch dir's tree is ours).
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).expect("chown");
+    if std::fs::symlink_metadata(path).expect("lstat").is_dir() {
+        for entry in std::fs::read_dir(path).expect("read_dir") {
+            chown_tree(&entry.expect("entry").path(), uid, gid);
         }
     }
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::{Tools, show};
 
-/// uid/gid to run a server as: the system user when we are root, else ourselves (`None`).
-fn server_user(name: &str) -> Option<(u32, u32)> {
+/// uid/gid to run a server (or a script) as: the system user `name` when we are root, else
+/// ourselves (`None`).
+pub fn server_user(name: &str) -> Option<(u32, u32)> {
     let euid = std::fs::metadata("/proc/self").expect("stat /proc/self").uid();
     if euid != 0 {
         return None;
