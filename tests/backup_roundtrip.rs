@@ -172,6 +172,11 @@ fn woocommerce_round_trip_gives_back_every_row_and_byte_and_restores_only_once()
         db.sql(&s.tools, "wordpress", "SELECT * FROM wp_options"),
         "live\n"
     );
+    assert_eq!(
+        db.sql(&s.tools, "wordpress", "SHOW TABLES"),
+        "wp_options\n",
+        "a refused restore writes nothing"
+    );
     db.sql(&s.tools, "wordpress", "DROP TABLE wp_options");
 
     let finish = restore(&s, WOO, &env);

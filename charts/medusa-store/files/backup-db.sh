@@ -69,6 +69,13 @@ db_table_count() {
                AND c.relname <> '$MARKER_TABLE'"
 }
 
+# Prints 1 when the marker table exists, else 0.
+db_marker_exists() {
+  db_sql -c "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relname = '$MARKER_TABLE'" ||
+    sk_die "$SK_FAILED" marker_failed "cannot look for the marker table $MARKER_TABLE"
+}
+
 db_marker_init() {
   db_sql -c "CREATE TABLE IF NOT EXISTS public.$MARKER_TABLE (
     key text PRIMARY KEY, value text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())" ||

@@ -71,6 +71,12 @@ db_table_count() {
   db_sql -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name <> '$MARKER_TABLE'"
 }
 
+# Prints 1 when the marker table exists, else 0.
+db_marker_exists() {
+  db_sql -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '$MARKER_TABLE'" ||
+    sk_die "$SK_FAILED" marker_failed "cannot look for the marker table $MARKER_TABLE"
+}
+
 db_marker_init() {
   db_sql -e "CREATE TABLE IF NOT EXISTS $MARKER_TABLE (
     k VARCHAR(64) NOT NULL PRIMARY KEY,

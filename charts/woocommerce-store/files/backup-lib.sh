@@ -308,6 +308,7 @@ sk_forget() {
 # ---------------------------------------------------------------------------------------------
 # Restore, in steps (each its own container in a Job; `all` runs them in order):
 #   check   (database image)  wait for the database; read the marker; decide fresh|resume|skip
+#                             (writes nothing to the database)
 #   fetch   (restic image)    resolve the snapshot; restore the dump and the files
 #   load    (database image)  record state=restoring, then load the dump
 #   rewrite (engine's tool)   replace the old store URL with the new one (restore.sh)
@@ -430,11 +431,16 @@ sk_restore_db_settings() {
   db_settings
 }
 
+# The marker's state, empty when there is no marker table (check writes nothing: a database it
+# refuses stays exactly as it was).
+sk_marker_state() {
+  if [ "$(db_marker_exists)" = 1 ]; then db_marker_get state; fi
+}
+
 sk_restore_check() {
   sk_restore_db_settings check
   db_wait
-  db_marker_init
-  sk_state="$(db_marker_get state)"
+  sk_state="$(sk_marker_state)"
   case $sk_state in
     done)
       sk_src="$(db_marker_get source_store)" SK_SNAPSHOT="$(db_marker_get snapshot)"
@@ -485,13 +491,13 @@ sk_restore_load() {
   sk_dump="$RESTORE_WORK/db/$(sk_meta_get "$RESTORE_WORK/db/storekeeper.meta" dump)"
   [ -s "$sk_dump" ] || sk_die "$SK_FAILED" dump_missing "no dump in $RESTORE_WORK/db"
   db_wait
-  db_marker_init
   # Checked again right before the first write: the database may have changed since `check`.
-  case "$(db_marker_get state)" in
+  case "$(sk_marker_state)" in
     done) sk_die "$SK_FAILED" marker_failed "the store was restored meanwhile by another run" ;;
     restoring) ;;
     *) sk_refuse_if_not_empty ;;
   esac
+  db_marker_init
   sk_source_url="$(cat "$RESTORE_WORK/source_url")"
   # The marker is written before the first change, so an interrupted load resumes with the same
   # snapshot instead of mixing two.
@@ -510,7 +516,7 @@ sk_restore_finish() {
     return 0
   fi
   SK_SNAPSHOT="$(cat "$RESTORE_WORK/snapshot")"
-  [ "$(db_marker_get state)" = restoring ] || sk_die "$SK_FAILED" marker_failed "finish without a load (marker state is not 'restoring')"
+  [ "$(sk_marker_state)" = restoring ] || sk_die "$SK_FAILED" marker_failed "finish without a load (marker state is not 'restoring')"
   [ "$(db_marker_get snapshot)" = "$SK_SNAPSHOT" ] || sk_die "$SK_FAILED" marker_failed "the marker names another snapshot than $SK_SNAPSHOT"
   db_marker_set "state=done" "finished_at=$(sk_now)"
   sk_result "result=restored" "reason=ok" "exit_code=0" "snapshot=$SK_SNAPSHOT"
