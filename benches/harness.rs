@@ -181,7 +181,7 @@ impl Bed {
             format!(
                 "{source}\n[cluster]\nkubeconfig = '{}'\nbase_domain = 'bench.local'\n\
                  [helm]\nbinary = '{}'\ncharts_dir = '{}'\ntimeout = '5m'\nmax_concurrent = {max_concurrent}\n\
-                 [reconcile]\ninterval = '{interval}'\nresync_interval = '1h'\nmax_deletions_per_cycle = 1\n{}",
+                 [reconcile]\ninterval = '{interval}'\nresync_interval = '1h'\nmax_deletions = 1\ndeletion_grace = '0s'\n{}",
                 self.api.kubeconfig().display(),
                 self.wrapper.display(),
                 self.charts.display(),

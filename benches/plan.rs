@@ -52,6 +52,7 @@ fn build(n: usize) -> Inputs {
             desired.insert(
                 store.clone(),
                 Ok(Desired {
+                    identity: storekeeper::values::identity_hash(&spec, "bench.local"),
                     spec: spec.into(),
                     hash: hash.clone(),
                 }),
@@ -80,7 +81,7 @@ fn build(n: usize) -> Inputs {
                     protected: false,
                     ever_ready: true,
                     status: ready(),
-                    terminating: false,
+                    ..ObservedStore::default()
                 },
             );
         }
@@ -103,6 +104,7 @@ fn build(n: usize) -> Inputs {
             prune: true,
             max_deletions: 5,
             helm_timeout: Duration::from_secs(300),
+            deletion_grace: Duration::ZERO,
         },
     }
 }
@@ -121,6 +123,7 @@ fn bench_plan(c: &mut Criterion) {
                     conflicts: &BTreeSet::new(),
                     releases: &inp.releases,
                     limits: &inp.limits,
+                    revision: "dir:0123456789ab",
                     now,
                 });
                 black_box(steps)

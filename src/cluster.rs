@@ -32,6 +32,47 @@ pub const ANN_APPLIED_AT: &str = "storekeeper.dev/applied-at";
 pub const ANN_PROTECT: &str = "storekeeper.dev/protect";
 pub const ANN_READY_AT: &str = "storekeeper.dev/first-ready-at";
 pub const ANN_STATUS: &str = "storekeeper.dev/status";
+/// An operator's approval to delete the store (`storekeeper approve-deletion`): [`Approval`].
+pub const ANN_APPROVED: &str = "storekeeper.dev/deletion-approved";
+/// The store's file is gone and it waits out the grace period: [`DeletionMark`].
+pub const ANN_PENDING_DELETION: &str = "storekeeper.dev/pending-deletion";
+/// A deletion held back by a guard that must outlast the change that tripped it (a possible
+/// rename): [`DeletionHold`].
+pub const ANN_DELETION_HOLD: &str = "storekeeper.dev/deletion-hold";
+/// The spec's hash without its name-derived fields, to recognise a renamed store file.
+pub const ANN_IDENTITY: &str = "storekeeper.dev/identity-hash";
+
+/// An operator's approval to delete a store whose file is gone. Like Argo CD's
+/// `argocd.argoproj.io/deletion-approved` (an ISO timestamp), plus who approved and the
+/// revision they looked at. It lapses when the store's file comes back.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Approval {
+    pub at: jiff::Timestamp,
+    pub revision: String,
+    pub by: String,
+}
+
+/// Why a store whose file is gone stays until an approval or its file's return: recorded once,
+/// in the plan that noticed, because the evidence (a new store with the same spec) is gone once
+/// that store exists.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeletionHold {
+    /// The guard's code (`possible_rename`).
+    pub guard: String,
+    /// The new store that looks like this one renamed.
+    pub with: String,
+    pub revision: String,
+    pub since: jiff::Timestamp,
+}
+
+/// A store whose file is gone, kept (and serving) until `deadline`; `revision` is the source
+/// revision that no longer had its file. Removed when the file comes back.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeletionMark {
+    pub since: jiff::Timestamp,
+    pub deadline: jiff::Timestamp,
+    pub revision: String,
+}
 
 /// An API failure. Retryable unless it is a 4xx other than 409/429.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +140,11 @@ pub struct ObservedStore {
     pub status: Option<StatusAnnotation>,
     /// The namespace is being deleted (a deletion timestamp or phase Terminating).
     pub terminating: bool,
+    pub approval: Option<Approval>,
+    pub pending_deletion: Option<DeletionMark>,
+    pub hold: Option<DeletionHold>,
+    /// [`ANN_IDENTITY`] as last applied.
+    pub identity: Option<String>,
 }
 
 impl ObservedStore {
@@ -123,6 +169,14 @@ impl ObservedStore {
                 status: ann.get(ANN_STATUS).and_then(|s| StatusAnnotation::parse(s)),
                 terminating: meta.deletion_timestamp.is_some()
                     || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"),
+                approval: ann.get(ANN_APPROVED).and_then(|a| serde_json::from_str(a).ok()),
+                pending_deletion: ann
+                    .get(ANN_PENDING_DELETION)
+                    .and_then(|a| serde_json::from_str(a).ok()),
+                hold: ann
+                    .get(ANN_DELETION_HOLD)
+                    .and_then(|a| serde_json::from_str(a).ok()),
+                identity: get(ANN_IDENTITY),
             },
         ))
     }

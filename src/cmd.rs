@@ -9,10 +9,11 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::warn;
 
+use storekeeper::cluster::{ANN_APPROVED, Approval, ClusterOps};
 use storekeeper::config::Settings;
 use storekeeper::daemon;
 use storekeeper::metrics::Metrics;
-use storekeeper::plan::{Action, Skip, Step};
+use storekeeper::plan::{Action, Guard, Skip, Step};
 use storekeeper::reconcile::{self, Planner};
 use storekeeper::record::{Recorder, Statuses};
 use storekeeper::runner::Runner;
@@ -44,7 +45,14 @@ pub async fn plan(settings: Settings, json_out: bool) -> anyhow::Result<ExitCode
     if json_out {
         let steps: Vec<_> = rows
             .iter()
-            .map(|(s, diff)| json!({"store": s.store, "action": s.action, "reason": s.reason, "diff": diff}))
+            .map(|(s, diff)| {
+                let guard = match s.action {
+                    Action::Skip(Skip::Guarded(g)) => Some(g.code()),
+                    _ => None,
+                };
+                json!({"store": s.store, "action": s.action, "reason": s.reason, "guard": guard,
+                       "hint": s.hint, "deadline": s.deadline.map(|t| t.to_string()), "diff": diff})
+            })
             .collect();
         let doc = json!({"revision": &*planned.revision, "changes": changes, "steps": steps});
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -64,7 +72,9 @@ fn print_plan(revision: &str, rows: &[(&Step, Option<String>)]) {
         let sign = match s.action {
             Action::Create => "+",
             Action::Upgrade | Action::Recover(_) => "~",
-            Action::Delete => "-",
+            Action::Delete | Action::ScheduleDeletion => "-",
+            Action::CancelDeletion => "~",
+            Action::HoldDeletion => "!",
             Action::Noop => "=",
             Action::Skip(Skip::Invalid | Skip::Conflict | Skip::Guarded(_)) => "!",
             Action::Skip(_) => " ",
@@ -75,18 +85,23 @@ fn print_plan(revision: &str, rows: &[(&Step, Option<String>)]) {
             s.action.to_string(),
             s.reason
         );
+        if let Some(h) = &s.hint {
+            println!("      to approve: {h}");
+        }
         for line in diff.iter().flat_map(|d| d.lines()) {
             println!("      {line}");
         }
     }
     let count = |f: fn(Action) -> bool| rows.iter().filter(|(s, _)| f(s.action)).count();
     println!(
-        "{} to create, {} to upgrade or recover, {} to delete, {} unchanged, {} skipped.",
+        "{} to create, {} to upgrade or recover, {} to delete, {} to schedule for deletion, {} unchanged, {} skipped ({} deletion(s) blocked).",
         count(|a| a == Action::Create),
-        count(|a| matches!(a, Action::Upgrade | Action::Recover(_))),
+        count(|a| matches!(a, Action::Upgrade | Action::Recover(_) | Action::CancelDeletion)),
         count(|a| a == Action::Delete),
+        count(|a| a == Action::ScheduleDeletion),
         count(|a| a == Action::Noop),
         count(|a| matches!(a, Action::Skip(_))),
+        count(|a| matches!(a, Action::Skip(Skip::Guarded(_)))),
     );
 }
 
@@ -150,6 +165,106 @@ pub async fn apply(settings: Settings, resync: bool) -> anyhow::Result<ExitCode>
     })
 }
 
+/// `storekeeper approve-deletion`: plans (as `plan` does), then writes an approval on each
+/// named store whose deletion is held back or pending, or with `all_blocked` on every store the
+/// breaker or the rename guard holds back. Stores with a file, and deletions no approval can
+/// unblock (protected, prune off, terminating), are refused with the reason.
+pub async fn approve_deletion(
+    settings: Settings,
+    stores: &[String],
+    all_blocked: bool,
+    by: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    if stores.is_empty() && !all_blocked {
+        anyhow::bail!("name the stores to approve, or pass --all-blocked");
+    }
+    let snapshot = daemon::read_source(&settings)?;
+    let by = by.unwrap_or_else(|| approver(&settings));
+    let (cluster, helm) = daemon::connect_once(&settings, &Arc::default()).await?;
+    let planner = Planner::new(settings, Arc::clone(&cluster), helm);
+    let planned = planner.plan(&snapshot, false, &BTreeSet::new(), 0).await?;
+    let mut wanted: BTreeSet<String> = stores.iter().cloned().collect();
+    if all_blocked {
+        let held = planned.works.iter().filter(|w| {
+            matches!(
+                w.step.action,
+                Action::Skip(Skip::Guarded(Guard::MassDeletion | Guard::PossibleRename))
+                    | Action::HoldDeletion
+            )
+        });
+        wanted.extend(held.map(|w| w.step.store.to_string()));
+    }
+    let approval = Approval {
+        at: jiff::Timestamp::now(),
+        revision: planned.revision.to_string(),
+        by,
+    };
+    let mut failed = 0;
+    for name in &wanted {
+        let work = planned.works.iter().find(|w| w.step.store.as_str() == name);
+        match approvable(work) {
+            Err(why) => {
+                failed += 1;
+                eprintln!("error: cannot approve the deletion of {name}: {why}");
+            }
+            Ok(namespace) => {
+                let text = serde_json::to_string(&approval)?;
+                let ann = [(ANN_APPROVED, Some(text))].into();
+                cluster.annotate(namespace, &ann).await?;
+                println!(
+                    "approved: {name} (namespace {namespace}) by {} at {}, revision {}; the daemon deletes it next",
+                    approval.by, approval.at, approval.revision
+                );
+            }
+        }
+    }
+    if wanted.is_empty() {
+        println!("no deletion is held back");
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Whether an approval can unblock this store's deletion; its namespace when it can.
+fn approvable(work: Option<&storekeeper::runner::Work>) -> Result<&str, String> {
+    let Some(work) = work else {
+        return Err("no such store in the cluster".into());
+    };
+    match work.step.action {
+        Action::Skip(Skip::Guarded(Guard::PruneDisabled)) => {
+            Err("reconcile.prune = false deletes nothing".into())
+        }
+        Action::Skip(Skip::Protected) => Err("it is protected (protect = true when last applied)".into()),
+        Action::Skip(Skip::Terminating) => Err("its namespace is already being deleted".into()),
+        Action::Skip(Skip::Guarded(_) | Skip::PendingDeletion)
+        | Action::ScheduleDeletion
+        | Action::HoldDeletion => Ok(work.namespace.as_str()),
+        Action::Delete => Err("it is being deleted already".into()),
+        _ => Err(format!(
+            "its store file exists ({}); approvals are for stores whose file is gone",
+            work.step.reason
+        )),
+    }
+}
+
+/// Who approves: the kubeconfig user of the current (or configured) context, else `$USER`.
+fn approver(settings: &Settings) -> String {
+    let kubeconfig = match &settings.cluster.kubeconfig {
+        Some(p) => kube::config::Kubeconfig::read_from(p).ok(),
+        None => kube::config::Kubeconfig::read().ok(),
+    };
+    let user = kubeconfig.and_then(|k| {
+        let context = settings.cluster.context.clone().or(k.current_context.clone())?;
+        let ctx = k.contexts.iter().find(|c| c.name == context)?;
+        ctx.context.as_ref()?.user.clone()
+    });
+    user.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// `storekeeper run`: the daemon, with graceful shutdown on the first SIGTERM/SIGINT.
 pub async fn run(
     settings: Settings,
@@ -207,7 +322,6 @@ pub async fn status(
     json_out: bool,
 ) -> anyhow::Result<ExitCode> {
     let doc = if from_cluster {
-        use storekeeper::cluster::ClusterOps;
         let client = storekeeper::cluster::client(&settings.cluster).await?;
         let observed = storekeeper::cluster::Cluster::new(client).observe().await?;
         let stores: Vec<_> = observed

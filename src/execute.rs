@@ -70,6 +70,9 @@ pub enum ExecError {
     Io(#[from] std::io::Error),
     #[error("chart {0} is missing or has no version in Chart.yaml")]
     Chart(PathBuf),
+    /// The deletion guard refused at the point of no return (the plan should never ask).
+    #[error("deletion refused: {0}")]
+    Refused(&'static str),
     /// A bug: the operation panicked. Reported, not hidden.
     #[error("internal error: {0}")]
     Internal(String),
@@ -86,6 +89,7 @@ impl ExecError {
             ExecError::Helm { source, .. } => source.code(),
             ExecError::Io(_) => "io",
             ExecError::Chart(_) => "chart_missing",
+            ExecError::Refused(_) => "deletion_refused",
             ExecError::Internal(_) => "internal",
         }
     }
@@ -107,6 +111,43 @@ pub enum Done {
     /// A stuck release was rolled back; the next plan rolls forward.
     RolledBack,
     Deleted,
+    /// The store is marked for deletion after its grace period.
+    DeletionScheduled,
+    /// The file came back: the mark, any hold and any approval are gone.
+    DeletionCancelled,
+    /// A possible rename is recorded: the deletion waits for an approval.
+    DeletionHeld,
+}
+
+/// The deleting paths. Each goes through [`Executor::authorize`] and is counted in
+/// `storekeeper_deletions_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// The store's file is gone and every plan rule let it through.
+    Prune,
+    /// A first install failed: the namespace it created a moment ago goes.
+    FirstInstallCleanup,
+    /// A first install is stuck: its release (never Ready) is uninstalled and installed again.
+    Reinstall,
+}
+
+impl Deletion {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Deletion::Prune => "prune",
+            Deletion::FirstInstallCleanup => "first_install_cleanup",
+            Deletion::Reinstall => "reinstall",
+        }
+    }
+}
+
+/// The source revision that caused a deletion: the one that first lacked the file (the deletion
+/// mark), else the one an operator approved, else the plan's.
+pub fn cause(work: &Work) -> &str {
+    let o = work.observed.as_ref();
+    o.and_then(|o| o.pending_deletion.as_ref().map(|m| m.revision.as_str()))
+        .or_else(|| o.and_then(|o| o.approval.as_ref().map(|a| a.revision.as_str())))
+        .unwrap_or(&work.revision)
 }
 
 /// Chart version and operator values for one engine, read once per plan.
@@ -144,17 +185,28 @@ impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
                 Ok(Done::RolledBack)
             }
             Action::Recover(Recovery::Reinstall) => {
-                // The plan asks this only for a store that was never Ready; refuse anyway.
-                if work.observed.as_ref().is_some_and(|o| o.ever_ready) {
-                    return Err(ExecError::Internal(
-                        "refusing to reinstall a store that was Ready".into(),
-                    ));
-                }
+                self.authorize(Deletion::Reinstall, work)?;
                 self.helm
                     .uninstall(release, &work.namespace)
                     .await
                     .map_err(ExecError::helm("uninstall"))?;
+                self.count_deletion(Deletion::Reinstall, work);
                 self.install(work).await
+            }
+            Action::ScheduleDeletion => self.schedule_deletion(work).await,
+            Action::HoldDeletion => self.hold_deletion(work).await,
+            Action::CancelDeletion => {
+                let ann: Annotations = [
+                    (cluster::ANN_PENDING_DELETION, None),
+                    (cluster::ANN_DELETION_HOLD, None),
+                    (cluster::ANN_APPROVED, None),
+                ]
+                .into();
+                self.cluster
+                    .annotate(&work.namespace, &ann)
+                    .await
+                    .map_err(ExecError::at(Stage::Annotate))?;
+                Ok(Done::DeletionCancelled)
             }
             Action::Create | Action::Upgrade | Action::Recover(Recovery::RollForward) => {
                 self.install(work).await
@@ -215,38 +267,110 @@ impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
     /// A first install that failed leaves nothing half-made: the namespace made for it a moment
     /// ago is removed, so the next try starts clean. Nothing of this store ever ran.
     async fn clean_up_first_install(&self, work: &Work) {
-        if work.observed.is_some() {
+        if self.authorize(Deletion::FirstInstallCleanup, work).is_err() {
             return;
         }
-        let result = match self
+        match self
             .cluster
             .delete_namespace(&work.namespace, self.delete_timeout)
             .await
         {
-            Ok(()) => "first_install_cleanup",
-            Err(_) => "error",
+            Ok(()) => self.count_deletion(Deletion::FirstInstallCleanup, work),
+            Err(e) => {
+                tracing::warn!(store = %work.step.store, error = %e, "cannot remove the namespace of a failed first install")
+            }
+        }
+    }
+
+    /// The one gate of every deleting path, at the point of no return. The plan never asks for
+    /// a refused deletion; this is the last line, and a refusal is counted and reported.
+    fn authorize(&self, what: Deletion, work: &Work) -> Result<(), ExecError> {
+        let o = work.observed.as_ref();
+        let refusal = match what {
+            Deletion::Prune if work.desired.is_some() => Some(("desired", "the store has a file")),
+            Deletion::Prune if o.is_some_and(|o| o.protected) => {
+                Some(("protected", "the store is protected"))
+            }
+            Deletion::Prune if o.is_none() => Some(("unknown", "no namespace of ours was observed")),
+            Deletion::FirstInstallCleanup if o.is_some() => {
+                Some(("existing", "the namespace existed before this install"))
+            }
+            Deletion::Reinstall if o.is_none_or(|o| o.ever_ready) => {
+                Some(("ever_ready", "the store was Ready once"))
+            }
+            _ => None,
         };
-        self.metrics.deletions.with_label_values(&[result]).inc();
+        match refusal {
+            None => Ok(()),
+            Some((guard, why)) => {
+                self.metrics.deletions_blocked.with_label_values(&[guard]).inc();
+                tracing::error!(store = %work.step.store, deletion = what.reason(), guard, "Deletion refused: {why}");
+                Err(ExecError::Refused(why))
+            }
+        }
+    }
+
+    fn count_deletion(&self, what: Deletion, work: &Work) {
+        self.metrics.deletions.with_label_values(&[what.reason()]).inc();
+        info!(store = %work.step.store, deletion = what.reason(), revision = %cause(work), "Deleted");
     }
 
     async fn delete(&self, work: &Work) -> Result<Done, ExecError> {
-        let Some(o) = &work.observed else {
-            return Ok(Done::Deleted);
-        };
-        // Guard again at the point of no return: the plan never deletes a protected store.
-        if o.protected {
-            return Err(ExecError::Internal("refusing to delete a protected store".into()));
-        }
-        info!(store = %work.step.store, namespace = %o.namespace, revision = %work.revision, "Deleting store");
+        self.authorize(Deletion::Prune, work)?;
+        info!(store = %work.step.store, namespace = %work.namespace, revision = %cause(work), "Deleting store");
         self.helm
-            .uninstall(work.step.store.as_str(), &o.namespace)
+            .uninstall(work.step.store.as_str(), &work.namespace)
             .await
             .map_err(ExecError::helm("uninstall"))?;
         self.cluster
-            .delete_namespace(&o.namespace, self.delete_timeout)
+            .delete_namespace(&work.namespace, self.delete_timeout)
             .await
             .map_err(ExecError::at(Stage::NamespaceDelete))?;
+        self.count_deletion(Deletion::Prune, work);
         Ok(Done::Deleted)
+    }
+
+    /// Records why the store's deletion waits for an approval (a possible rename).
+    async fn hold_deletion(&self, work: &Work) -> Result<Done, ExecError> {
+        let hold = cluster::DeletionHold {
+            guard: crate::plan::Guard::PossibleRename.code().into(),
+            with: work
+                .step
+                .related
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            revision: work.revision.to_string(),
+            since: jiff::Timestamp::now(),
+        };
+        let text = serde_json::to_string(&hold).map_err(|e| ExecError::Internal(e.to_string()))?;
+        let ann: Annotations = [(cluster::ANN_DELETION_HOLD, Some(text))].into();
+        self.cluster
+            .annotate(&work.namespace, &ann)
+            .await
+            .map_err(ExecError::at(Stage::Annotate))?;
+        Ok(Done::DeletionHeld)
+    }
+
+    /// Marks the store for deletion at the plan's deadline; it keeps serving until then.
+    async fn schedule_deletion(&self, work: &Work) -> Result<Done, ExecError> {
+        let deadline = work
+            .step
+            .deadline
+            .ok_or_else(|| ExecError::Internal("a scheduled deletion without a deadline".into()))?;
+        let mark = cluster::DeletionMark {
+            since: jiff::Timestamp::now(),
+            deadline,
+            revision: work.revision.to_string(),
+        };
+        let text = serde_json::to_string(&mark).map_err(|e| ExecError::Internal(e.to_string()))?;
+        let ann: Annotations = [(cluster::ANN_PENDING_DELETION, Some(text))].into();
+        self.cluster
+            .annotate(&work.namespace, &ann)
+            .await
+            .map_err(ExecError::at(Stage::Annotate))?;
+        info!(store = %work.step.store, %deadline, revision = %work.revision, "Deletion scheduled");
+        Ok(Done::DeletionScheduled)
     }
 }
 
@@ -254,9 +378,11 @@ impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
 fn applied(work: &Work, chart_version: &str) -> Annotations {
     let now = jiff::Timestamp::now().to_string();
     let spec_hash = work.desired.as_ref().map(|d| d.hash.clone());
+    let identity = work.desired.as_ref().map(|d| d.identity.clone());
     let protect = work.desired.as_ref().map(|d| d.spec.protect.to_string());
     let mut ann: Annotations = [
         (cluster::ANN_HASH, spec_hash),
+        (cluster::ANN_IDENTITY, identity),
         (cluster::ANN_REVISION, Some(work.revision.to_string())),
         (cluster::ANN_CHART, Some(chart_version.to_string())),
         (cluster::ANN_APPLIED_AT, Some(now.clone())),

@@ -64,6 +64,23 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Approve the deletion of stores whose file is gone and whose deletion a guard holds back
+    /// (too many at once, a possible rename) or a grace period delays. The daemon then deletes
+    /// them. An approval lapses when the store's file comes back. Exit 1 when any store cannot
+    /// be approved.
+    ApproveDeletion {
+        #[command(flatten)]
+        common: Common,
+        /// Stores to approve.
+        #[arg(value_name = "STORE")]
+        names: Vec<String>,
+        /// Approve every deletion held back by the circuit breaker or the rename guard.
+        #[arg(long)]
+        all_blocked: bool,
+        /// Who approves (default: the kubeconfig user, else $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Show every store's status: from a running daemon's /stores, or with --from-cluster from
     /// the namespace annotations.
     Status {
@@ -198,9 +215,10 @@ fn main() -> ExitCode {
 /// The flags every cluster-facing command shares, and the run listen address.
 fn common_of(command: &Command) -> Option<(&Common, Option<std::net::SocketAddr>)> {
     match command {
-        Command::Plan { common, .. } | Command::Apply { common, .. } | Command::Status { common, .. } => {
-            Some((common, None))
-        }
+        Command::Plan { common, .. }
+        | Command::Apply { common, .. }
+        | Command::Status { common, .. }
+        | Command::ApproveDeletion { common, .. } => Some((common, None)),
         Command::Run { common, listen } => Some((common, *listen)),
         Command::Validate { .. } => None,
     }
@@ -250,6 +268,12 @@ async fn dispatch(cli: Cli, mut settings: Settings) -> anyhow::Result<ExitCode> 
             output,
             ..
         } => cmd::status(settings, url, from_cluster, output == Output::Json).await,
+        Command::ApproveDeletion {
+            names,
+            all_blocked,
+            by,
+            ..
+        } => cmd::approve_deletion(settings, &names, all_blocked, by).await,
         Command::Validate { .. } => Ok(ExitCode::SUCCESS),
     }
 }

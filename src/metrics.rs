@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::spec::StoreName;
@@ -18,6 +18,7 @@ use crate::status::{Phase, StoreStatus};
 /// list is tested against this, and this against what the registry exposes.
 pub const NAMES: &[&str] = &[
     "storekeeper_build_info",
+    "storekeeper_deletion_deadline_timestamp_seconds",
     "storekeeper_deletions_blocked_total",
     "storekeeper_deletions_total",
     "storekeeper_helm_operation_duration_seconds",
@@ -52,6 +53,7 @@ pub struct Metrics {
     spec_errors: IntGaugeVec,
     pub deletions_blocked: IntCounterVec,
     pub deletions: IntCounterVec,
+    deletion_deadline: GaugeVec,
     pub webhook_requests: IntCounterVec,
     pub up: IntGauge,
     pub leader: IntGauge,
@@ -202,8 +204,12 @@ impl Metrics {
             ))?)?,
             source_errors: r.counters("storekeeper_source_errors_total", &["kind"])?,
             spec_errors: r.gauges("storekeeper_spec_errors", &["store"])?,
-            deletions_blocked: r.counters("storekeeper_deletions_blocked_total", &["reason"])?,
-            deletions: r.counters("storekeeper_deletions_total", &["result"])?,
+            deletions_blocked: r.counters("storekeeper_deletions_blocked_total", &["guard"])?,
+            deletions: r.counters("storekeeper_deletions_total", &["reason"])?,
+            deletion_deadline: r.add(GaugeVec::new(
+                Reg::opts("storekeeper_deletion_deadline_timestamp_seconds"),
+                &["store"],
+            )?)?,
             webhook_requests: r.counters("storekeeper_webhook_requests_total", &["result"])?,
             up: r.gauge("storekeeper_up")?,
             leader: r.gauge("storekeeper_leader")?,
@@ -231,6 +237,7 @@ impl Metrics {
                 s.revision.clone().unwrap_or_default(),
             ]
         };
+        self.deadline_changed(store, old, new);
         let (before, after) = (old.map(labels), new.map(labels));
         if before == after {
             return;
@@ -246,6 +253,24 @@ impl Metrics {
             self.store_info
                 .with_label_values(&[store.as_str(), &l[0], &l[1], &l[2]])
                 .set(1);
+        }
+    }
+
+    /// The deletion deadline series exists while the store is PendingDeletion.
+    fn deadline_changed(&self, store: &StoreName, old: Option<&StoreStatus>, new: Option<&StoreStatus>) {
+        let deadline = |s: Option<&StoreStatus>| {
+            s.filter(|s| s.phase == Phase::PendingDeletion)
+                .and_then(|s| s.deletion_deadline)
+        };
+        match (deadline(old), deadline(new)) {
+            (_, Some(at)) => self
+                .deletion_deadline
+                .with_label_values(&[store.as_str()])
+                .set(at.as_millisecond() as f64 / 1000.0),
+            (Some(_), None) => {
+                let _ = self.deletion_deadline.remove_label_values(&[store.as_str()]);
+            }
+            (None, None) => {}
         }
     }
 
@@ -336,6 +361,31 @@ mod tests {
     }
 
     #[test]
+    fn a_deletion_deadline_series_lives_while_the_store_is_pending_deletion() {
+        let m = Metrics::new();
+        let a = StoreName::new("a").unwrap_or_else(|e| panic!("{e}"));
+        let ready = status(Phase::Ready, "r", "woocommerce");
+        let mut pending = status(Phase::PendingDeletion, "r", "woocommerce");
+        pending.deletion_deadline = Some(jiff::Timestamp::from_second(1_800_000_000).unwrap_or_default());
+        m.store_changed(&a, None, Some(&ready));
+        m.store_changed(&a, Some(&ready), Some(&pending));
+        let text = m.render();
+        assert!(
+            text.contains(r#"storekeeper_deletion_deadline_timestamp_seconds{store="a"} 1800000000"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"storekeeper_stores{phase="PendingDeletion"} 1"#),
+            "{text}"
+        );
+        m.store_changed(&a, Some(&pending), Some(&ready));
+        assert!(
+            !m.render()
+                .contains("storekeeper_deletion_deadline_timestamp_seconds{")
+        );
+    }
+
+    #[test]
     fn spec_error_series_vanish_when_fixed() {
         let m = Metrics::new();
         let a = StoreName::new("a").unwrap_or_else(|e| panic!("{e}"));
@@ -350,6 +400,9 @@ mod tests {
         let m = Metrics::new();
         let a = StoreName::new("a").unwrap_or_else(|e| panic!("{e}"));
         m.store_changed(&a, None, Some(&status(Phase::Ready, "r", "medusa")));
+        let mut pending = status(Phase::PendingDeletion, "r", "medusa");
+        pending.deletion_deadline = Some(jiff::Timestamp::UNIX_EPOCH);
+        m.store_changed(&a, None, Some(&pending));
         m.reconcile_errors.with_label_values(&["helm_timeout"]).inc();
         m.set_spec_errors(&[(a, 1)].into());
         m.reconcile_cycles.with_label_values(&["ok"]).inc();

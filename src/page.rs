@@ -109,7 +109,7 @@ th { font-weight: 600; white-space: nowrap; } td.err { max-width: 28rem; overflo
 .title { color: #667085; font-size: .9em; } .muted { color: #667085; } time { white-space: nowrap; }
 .phase { display: inline-block; padding: 0 .45rem; border-radius: .6rem; color: #fff; font-weight: 600; }
 .phase-ready { background: var(--ok); } .phase-failed, .phase-invalid { background: var(--bad); }
-.phase-blocked, .phase-deleting { background: var(--warn); }
+.phase-blocked, .phase-deleting, .phase-pendingdeletion { background: var(--warn); }
 .phase-pending, .phase-provisioning, .phase-suspended { background: var(--idle); }
 .counts { list-style: none; padding: 0; display: flex; gap: 1rem; flex-wrap: wrap; }
 .badge-ok { color: var(--ok); font-weight: 600; } .badge-bad { color: var(--bad); font-weight: 600; }
@@ -125,6 +125,7 @@ fn phase_class(p: Phase) -> &'static str {
         Phase::Invalid => "phase phase-invalid",
         Phase::Suspended => "phase phase-suspended",
         Phase::Blocked => "phase phase-blocked",
+        Phase::PendingDeletion => "phase phase-pendingdeletion",
     }
 }
 

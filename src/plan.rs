@@ -12,11 +12,13 @@ use crate::cluster::ObservedStore;
 use crate::helm::{ReleaseInfo, ReleaseStatus};
 use crate::spec::{SpecError, StoreName, StoreSpec};
 
-/// A valid store file and its canonical hash.
+/// A valid store file, its canonical hash and its identity apart from its name (to recognise
+/// a renamed file; see `values::identity_hash`).
 #[derive(Debug, Clone)]
 pub struct Desired {
     pub spec: Arc<StoreSpec>,
     pub hash: String,
+    pub identity: String,
 }
 
 /// How a stuck or failed release is healed. None of them uninstalls a store that was ever Ready.
@@ -32,27 +34,30 @@ pub enum Recovery {
     Reinstall,
 }
 
-/// Deletion guards.
+/// Deletion guards, in the order they are checked (see `plan/deletion.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Guard {
-    /// More deletions than `max_deletions_per_cycle`; the rest wait for later cycles.
-    TooManyDeletions,
+    /// `reconcile.prune = false`.
+    PruneDisabled,
     /// The snapshot has no stores at all while the cluster has some.
     EmptySnapshot,
     /// A store file with an invalid name exists: it might be a renamed store.
     UnnamedFiles,
-    /// `reconcile.prune = false`.
-    PruneDisabled,
+    /// A new store has the same spec apart from its name: probably a renamed file.
+    PossibleRename,
+    /// More stores would be deleted than `reconcile.max_deletions`: none is, until approved.
+    MassDeletion,
 }
 
 impl Guard {
     pub fn code(self) -> &'static str {
         match self {
-            Guard::TooManyDeletions => "too_many_deletions",
+            Guard::PruneDisabled => "prune_disabled",
             Guard::EmptySnapshot => "empty_snapshot",
             Guard::UnnamedFiles => "unnamed_files",
-            Guard::PruneDisabled => "prune_disabled",
+            Guard::PossibleRename => "possible_rename",
+            Guard::MassDeletion => "mass_deletion",
         }
     }
 }
@@ -73,6 +78,11 @@ pub enum Skip {
     /// The store's namespace is being deleted: nothing is created into it; a desired store is
     /// created again once it is gone.
     Terminating,
+    /// The file is gone; the store waits out the grace period (and keeps serving).
+    PendingDeletion,
+    /// A new store that looks like another one renamed waits one plan, until that store's
+    /// deletion hold is recorded.
+    Deferred,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -82,6 +92,12 @@ pub enum Action {
     Upgrade,
     Noop,
     Delete,
+    /// The file is gone: mark the store for deletion after the grace period (no helm).
+    ScheduleDeletion,
+    /// The file is back: withdraw a pending deletion, a hold or an approval (no helm).
+    CancelDeletion,
+    /// A guard holds the deletion until an approval: record why, on the namespace (no helm).
+    HoldDeletion,
     Recover(Recovery),
     Skip(Skip),
 }
@@ -91,7 +107,13 @@ impl Action {
     pub fn is_change(self) -> bool {
         matches!(
             self,
-            Action::Create | Action::Upgrade | Action::Delete | Action::Recover(_)
+            Action::Create
+                | Action::Upgrade
+                | Action::Delete
+                | Action::ScheduleDeletion
+                | Action::CancelDeletion
+                | Action::HoldDeletion
+                | Action::Recover(_)
         )
     }
 
@@ -101,6 +123,9 @@ impl Action {
             Action::Upgrade => "upgrade",
             Action::Noop => "noop",
             Action::Delete => "delete",
+            Action::ScheduleDeletion => "schedule_deletion",
+            Action::CancelDeletion => "cancel_deletion",
+            Action::HoldDeletion => "hold_deletion",
             Action::Recover(_) => "recover",
             Action::Skip(_) => "skip",
         }
@@ -124,14 +149,77 @@ pub struct Step {
     pub store: StoreName,
     pub action: Action,
     pub reason: String,
+    /// What the operator can do about it (the exact `approve-deletion` command of a blocked
+    /// deletion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// When a store whose file is gone will be deleted (scheduled or pending deletion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<jiff::Timestamp>,
+    /// The other store the decision is about (the new name of a possible rename).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub related: Option<StoreName>,
+}
+
+impl Step {
+    pub fn new(store: StoreName, action: Action, reason: impl Into<String>) -> Step {
+        Step {
+            store,
+            action,
+            reason: reason.into(),
+            hint: None,
+            deadline: None,
+            related: None,
+        }
+    }
+}
+
+/// A decision before it is tied to its store.
+#[derive(Debug, Clone, PartialEq)]
+struct Decision {
+    action: Action,
+    reason: String,
+    hint: Option<String>,
+    deadline: Option<jiff::Timestamp>,
+    related: Option<StoreName>,
+}
+
+impl Decision {
+    fn new(action: Action, reason: impl Into<String>) -> Decision {
+        Decision {
+            action,
+            reason: reason.into(),
+            hint: None,
+            deadline: None,
+            related: None,
+        }
+    }
+
+    fn related(mut self, store: StoreName) -> Decision {
+        self.related = Some(store);
+        self
+    }
+
+    fn hint(mut self, hint: String) -> Decision {
+        self.hint = Some(hint);
+        self
+    }
+
+    fn deadline(mut self, at: jiff::Timestamp) -> Decision {
+        self.deadline = Some(at);
+        self
+    }
 }
 
 /// Settings that bound what a plan may do.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub prune: bool,
+    /// The deletion circuit breaker (`reconcile.max_deletions`).
     pub max_deletions: usize,
     pub helm_timeout: Duration,
+    /// `reconcile.deletion_grace`.
+    pub deletion_grace: Duration,
 }
 
 /// Everything the plan looks at.
@@ -145,6 +233,8 @@ pub struct Input<'a> {
     /// Release state, read only for the stores [`needs_release_state`] picked.
     pub releases: &'a BTreeMap<StoreName, Option<ReleaseInfo>>,
     pub limits: &'a Limits,
+    /// The snapshot's revision (named in the reasons of blocked deletions).
+    pub revision: &'a str,
     pub now: jiff::Timestamp,
 }
 
@@ -167,33 +257,45 @@ pub fn needs_release_state(
 /// Computes the plan. Steps come in store-name order.
 pub fn plan(input: &Input<'_>) -> Vec<Step> {
     let names: BTreeSet<&StoreName> = input.desired.keys().chain(input.observed.keys()).collect();
+    let (mut orphans, deferred) = deletion::decide_orphans(input);
     let mut steps = Vec::with_capacity(names.len());
-    let mut deletions = 0usize;
-    let snapshot_empty = input.desired.is_empty();
     for name in names {
         let observed = input.observed.get(name);
-        let (action, reason) = match input.desired.get(name) {
-            Some(Err(e)) => (
-                Action::Skip(Skip::Invalid),
-                format!(
-                    "{} invalid: {} error(s); the store is left as it is",
-                    e.file,
-                    e.diagnostics.len()
-                ),
-            ),
+        let decision = match input.desired.get(name) {
+            Some(Err(e)) => decide_invalid(e, observed),
+            Some(Ok(_)) if deferred.contains_key(name) => deferred[name].clone(),
             Some(Ok(d)) => decide_desired(input, name, d, observed),
-            None => match observed {
-                Some(o) => decide_orphan(input, o, snapshot_empty, &mut deletions),
+            None => match orphans.remove(name) {
+                Some(d) => d,
                 None => continue,
             },
         };
         steps.push(Step {
             store: name.clone(),
-            action,
-            reason,
+            action: decision.action,
+            reason: decision.reason,
+            hint: decision.hint,
+            deadline: decision.deadline,
+            related: decision.related,
         });
     }
     steps
+}
+
+/// A file that does not parse leaves its store exactly as it is; only a pending deletion is
+/// withdrawn, since the file is there (a deletion mark must never outlive its file's return).
+fn decide_invalid(e: &SpecError, observed: Option<&ObservedStore>) -> Decision {
+    if let Some(cancel) = observed.and_then(deletion::cancel_if_marked) {
+        return cancel;
+    }
+    Decision::new(
+        Action::Skip(Skip::Invalid),
+        format!(
+            "{} invalid: {} error(s); the store is left as it is",
+            e.file,
+            e.diagnostics.len()
+        ),
+    )
 }
 
 fn decide_desired(
@@ -201,15 +303,15 @@ fn decide_desired(
     name: &StoreName,
     d: &Desired,
     observed: Option<&ObservedStore>,
-) -> (Action, String) {
+) -> Decision {
     if observed.is_none() && input.conflicts.contains(name) {
-        return (
+        return Decision::new(
             Action::Skip(Skip::Conflict),
-            "namespace exists without storekeeper's labels; not adopted: rename the store or remove the namespace by hand".into(),
+            "namespace exists without storekeeper's labels; not adopted: rename the store or remove the namespace by hand",
         );
     }
     if let Some(o) = observed.filter(|o| o.terminating) {
-        return (
+        return Decision::new(
             Action::Skip(Skip::Terminating),
             format!(
                 "namespace {} is terminating; the store is created again once it is gone",
@@ -217,30 +319,27 @@ fn decide_desired(
             ),
         );
     }
+    if let Some(cancel) = observed.and_then(deletion::cancel_if_marked) {
+        return cancel;
+    }
     if d.spec.suspend {
-        return (
-            Action::Skip(Skip::Suspended),
-            "suspend = true in the store file".into(),
-        );
+        return Decision::new(Action::Skip(Skip::Suspended), "suspend = true in the store file");
     }
     let Some(o) = observed else {
-        return (Action::Create, "new store".into());
+        return Decision::new(Action::Create, "new store");
     };
     if let Some(Some(r)) = input.releases.get(name)
         && let Some(decision) = decide_release(input, r, o)
     {
-        return decision;
+        return Decision::new(decision.0, decision.1);
     }
     if matches!(input.releases.get(name), Some(None)) {
-        return (
-            Action::Upgrade,
-            "namespace exists but the release is missing".into(),
-        );
+        return Decision::new(Action::Upgrade, "namespace exists but the release is missing");
     }
     if o.applied_hash.as_deref() != Some(d.hash.as_str()) {
-        return (Action::Upgrade, "spec changed".into());
+        return Decision::new(Action::Upgrade, "spec changed");
     }
-    (Action::Noop, "up to date".into())
+    Decision::new(Action::Noop, "up to date")
 }
 
 /// A release that is stuck or failed decides the step by itself: wait for a fresh operation,
@@ -284,52 +383,7 @@ fn decide_release(input: &Input<'_>, r: &ReleaseInfo, o: &ObservedStore) -> Opti
     })
 }
 
-fn decide_orphan(
-    input: &Input<'_>,
-    o: &ObservedStore,
-    snapshot_empty: bool,
-    deletions: &mut usize,
-) -> (Action, String) {
-    let guarded = |g: Guard, why: &str| (Action::Skip(Skip::Guarded(g)), why.to_string());
-    if o.terminating {
-        return (
-            Action::Skip(Skip::Terminating),
-            format!("namespace {} is terminating", o.namespace),
-        );
-    }
-    if o.protected {
-        return (
-            Action::Skip(Skip::Protected),
-            "file is gone but the store was applied with protect = true".into(),
-        );
-    }
-    if !input.limits.prune {
-        return guarded(Guard::PruneDisabled, "file is gone; reconcile.prune = false");
-    }
-    if snapshot_empty {
-        return guarded(
-            Guard::EmptySnapshot,
-            "the source has no store files at all while stores exist; refusing to delete everything",
-        );
-    }
-    if input.unnamed_files {
-        return guarded(
-            Guard::UnnamedFiles,
-            "a store file with an invalid name exists; it may be this store renamed",
-        );
-    }
-    if *deletions >= input.limits.max_deletions {
-        return guarded(
-            Guard::TooManyDeletions,
-            "max_deletions_per_cycle reached; deleted in a later cycle",
-        );
-    }
-    *deletions += 1;
-    (
-        Action::Delete,
-        format!("store file is gone; namespace {} will be removed", o.namespace),
-    )
-}
+mod deletion;
 
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,7 @@ struct Memo {
     spec: Arc<StoreSpec>,
     chart_key: Arc<str>,
     hash: String,
+    identity: String,
 }
 
 pub struct Planner<C, H> {
@@ -98,8 +99,9 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
         let releases = self.releases(&desired, &observed, resync, running).await?;
         let limits = Limits {
             prune: self.settings.reconcile.prune,
-            max_deletions: self.settings.reconcile.max_deletions_per_cycle,
+            max_deletions: self.settings.reconcile.max_deletions,
             helm_timeout: self.settings.helm.timeout,
+            deletion_grace: self.settings.reconcile.deletion_grace,
         };
         let steps = plan::plan(&plan::Input {
             desired: &desired,
@@ -108,6 +110,7 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
             conflicts: &conflicts,
             releases: &releases,
             limits: &limits,
+            revision: &snapshot.revision,
             now: jiff::Timestamp::now(),
         });
         let revision: Arc<str> = Arc::from(snapshot.revision.as_str());
@@ -116,9 +119,13 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
             .map(|step| {
                 let d = desired.get(&step.store).and_then(|d| d.as_ref().ok()).cloned();
                 let chart = d.as_ref().and_then(|d| charts.get(&d.spec.engine)).cloned();
+                let observed = observed.get(&step.store).cloned();
                 Work {
-                    namespace: self.settings.cluster.namespace_for(&step.store),
-                    observed: observed.get(&step.store).cloned(),
+                    namespace: observed.as_ref().map_or_else(
+                        || self.settings.cluster.namespace_for(&step.store),
+                        |o| o.namespace.clone(),
+                    ),
+                    observed,
                     desired: d,
                     chart,
                     revision: Arc::clone(&revision),
@@ -163,29 +170,25 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
                 Err(e) => Err(e.clone()),
                 Ok(spec) => {
                     let key = keys.get(&spec.engine).cloned().unwrap_or_else(|| Arc::from(""));
-                    let hash = match memo.get(name) {
-                        Some(m) if Arc::ptr_eq(&m.spec, spec) && m.chart_key == key => m.hash.clone(),
-                        _ => {
-                            let inputs = charts.get(&spec.engine).map(|c| &c.hash);
-                            let hash = values::spec_hash(
-                                spec,
-                                &values::values_for(spec),
-                                inputs.unwrap_or(&HashInputs::default()),
-                            );
-                            memo.insert(
-                                name.clone(),
-                                Memo {
-                                    spec: Arc::clone(spec),
-                                    chart_key: key,
-                                    hash: hash.clone(),
-                                },
-                            );
-                            hash
-                        }
-                    };
+                    let fresh = memo
+                        .get(name)
+                        .is_some_and(|m| Arc::ptr_eq(&m.spec, spec) && m.chart_key == key);
+                    if !fresh {
+                        let inputs = charts.get(&spec.engine).map(|c| &c.hash);
+                        let values = values::values_for(spec);
+                        let m = Memo {
+                            spec: Arc::clone(spec),
+                            chart_key: key,
+                            hash: values::spec_hash(spec, &values, inputs.unwrap_or(&HashInputs::default())),
+                            identity: values::identity_hash(spec, &self.settings.cluster.base_domain),
+                        };
+                        memo.insert(name.clone(), m);
+                    }
+                    let memo = &memo[name];
                     Ok(Desired {
                         spec: Arc::clone(spec),
-                        hash,
+                        hash: memo.hash.clone(),
+                        identity: memo.identity.clone(),
                     })
                 }
             };

@@ -79,10 +79,12 @@ impl<C: ClusterOps> Recorder<C> {
     pub async fn record(&self, store: &StoreName, t: Transition<'_>) -> Result<(), ClusterError> {
         match t {
             Transition::Started(work) => {
-                let phase = if work.step.action == Action::Delete {
-                    Phase::Deleting
-                } else {
-                    Phase::Provisioning
+                let phase = match work.step.action {
+                    Action::Delete => Phase::Deleting,
+                    Action::ScheduleDeletion => Phase::PendingDeletion,
+                    Action::CancelDeletion => Phase::Pending,
+                    Action::HoldDeletion => Phase::Blocked,
+                    _ => Phase::Provisioning,
                 };
                 let status = self.update(store, |s| {
                     s.phase = phase;
@@ -170,14 +172,22 @@ impl<C: ClusterOps> Recorder<C> {
         let phase = match work.step.action {
             // Work waiting for its retry keeps showing the failure that put it there.
             _ if queued && failed && wait_until.is_some() => Phase::Failed,
+            Action::HoldDeletion => Phase::Blocked,
             _ if queued => Phase::Pending,
             Action::Noop => Phase::Ready,
             Action::Skip(Skip::Invalid) => Phase::Invalid,
             Action::Skip(Skip::Suspended) => Phase::Suspended,
             Action::Skip(Skip::InProgress) => Phase::Provisioning,
             Action::Skip(Skip::Terminating) => Phase::Deleting,
+            Action::Skip(Skip::PendingDeletion) => Phase::PendingDeletion,
+            Action::Skip(Skip::Deferred) => Phase::Pending,
             Action::Skip(Skip::Protected | Skip::Guarded(_) | Skip::Conflict) => Phase::Blocked,
-            Action::Create | Action::Upgrade | Action::Delete | Action::Recover(_) => Phase::Pending,
+            Action::Create
+            | Action::Upgrade
+            | Action::Delete
+            | Action::ScheduleDeletion
+            | Action::CancelDeletion
+            | Action::Recover(_) => Phase::Pending,
         };
         let revision = work.observed.as_ref().and_then(|o| o.revision.clone());
         let before = self.get(store);
@@ -190,6 +200,8 @@ impl<C: ClusterOps> Recorder<C> {
                 s.reason = work.step.reason.clone();
             }
             s.next_attempt = wait_until;
+            s.deletion_deadline = work.step.deadline;
+            s.hint = work.step.hint.clone();
             if revision.is_some() {
                 s.revision = revision.clone();
             }
@@ -211,10 +223,11 @@ impl<C: ClusterOps> Recorder<C> {
         }
     }
 
+    /// Counts a deletion a guard refused, once per store as it becomes Blocked.
     fn count_blocked(&self, work: &Work) {
         let guard = match work.step.action {
             Action::Skip(Skip::Guarded(g)) => g.code(),
-            Action::Skip(Skip::Protected) => "protected",
+            Action::Skip(Skip::Protected) if work.desired.is_none() => "protected",
             _ => return,
         };
         self.metrics.deletions_blocked.with_label_values(&[guard]).inc();
@@ -251,23 +264,35 @@ impl<C: ClusterOps> Recorder<C> {
     fn deleted(&self, store: &StoreName, work: &Work) {
         let old = self.statuses.lock().ok().and_then(|mut m| m.remove(store));
         self.metrics.store_changed(store, old.as_ref(), None);
-        self.metrics.deletions.with_label_values(&["ok"]).inc();
-        info!(store = %store, namespace = %work.namespace, revision = %work.revision, "Store deleted");
+        info!(store = %store, namespace = %work.namespace, revision = %crate::execute::cause(work), "Store deleted");
     }
 
     async fn succeeded(&self, work: &Work, done: Done) {
         let store = &work.step.store;
         let (phase, reason) = match done {
-            Done::RolledBack => (Phase::Pending, "rolled back; rolling forward next"),
-            Done::Deleted | Done::Applied => (Phase::Ready, "deployed"),
+            Done::RolledBack => (Phase::Pending, "rolled back; rolling forward next".to_string()),
+            Done::Deleted | Done::Applied => (Phase::Ready, "deployed".to_string()),
+            Done::DeletionScheduled => (Phase::PendingDeletion, work.step.reason.clone()),
+            Done::DeletionCancelled => (Phase::Pending, work.step.reason.clone()),
+            Done::DeletionHeld => {
+                self.metrics
+                    .deletions_blocked
+                    .with_label_values(&[crate::plan::Guard::PossibleRename.code()])
+                    .inc();
+                (Phase::Blocked, work.step.reason.clone())
+            }
         };
         let status = self.update(store, |s| {
             s.phase = phase;
-            s.reason = reason.into();
+            s.reason = reason;
             s.last_error = None;
             s.error_code = None;
             s.next_attempt = None;
-            s.revision = Some(work.revision.to_string());
+            s.deletion_deadline = work.step.deadline.filter(|_| phase == Phase::PendingDeletion);
+            s.hint = work.step.hint.clone().filter(|_| done == Done::DeletionHeld);
+            if !matches!(done, Done::DeletionScheduled | Done::DeletionHeld) {
+                s.revision = Some(work.revision.to_string());
+            }
         });
         info!(store = %store, action = work.step.action.code(), revision = %work.revision, "{}", phase.as_str());
         if let Some(s) = status
@@ -281,9 +306,6 @@ impl<C: ClusterOps> Recorder<C> {
         let store = &work.step.store;
         let (code, message) = (e.code(), e.to_string());
         self.metrics.reconcile_errors.with_label_values(&[code]).inc();
-        if work.step.action == Action::Delete {
-            self.metrics.deletions.with_label_values(&["error"]).inc();
-        }
         let status = self.update(store, |s| {
             s.phase = Phase::Failed;
             s.reason = format!("{} failed: {code}", work.step.action.code());

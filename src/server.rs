@@ -511,6 +511,8 @@ fn store_json(name: &StoreName, s: &StoreStatus) -> serde_json::Value {
         "last_error": s.last_error,
         "error_code": s.error_code,
         "next_attempt": s.next_attempt.map(|t| t.to_string()),
+        "deletion_deadline": s.deletion_deadline.map(|t| t.to_string()),
+        "hint": s.hint,
         "revision": s.revision,
     })
 }

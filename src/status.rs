@@ -15,10 +15,12 @@ pub enum Phase {
     Invalid,
     Suspended,
     Blocked,
+    /// The store's file is gone; it keeps serving until its deletion deadline.
+    PendingDeletion,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Pending,
         Phase::Provisioning,
         Phase::Ready,
@@ -27,6 +29,7 @@ impl Phase {
         Phase::Invalid,
         Phase::Suspended,
         Phase::Blocked,
+        Phase::PendingDeletion,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +42,7 @@ impl Phase {
             Phase::Invalid => "Invalid",
             Phase::Suspended => "Suspended",
             Phase::Blocked => "Blocked",
+            Phase::PendingDeletion => "PendingDeletion",
         }
     }
 }
@@ -59,6 +63,10 @@ pub struct StoreStatus {
     pub revision: Option<String>,
     /// When a failed store is tried again (backoff), or when a queued store may start.
     pub next_attempt: Option<jiff::Timestamp>,
+    /// When a store whose file is gone will be deleted (PendingDeletion).
+    pub deletion_deadline: Option<jiff::Timestamp>,
+    /// The exact command that unblocks the store, when one does (a blocked deletion).
+    pub hint: Option<String>,
 }
 
 impl StoreStatus {
@@ -72,6 +80,8 @@ impl StoreStatus {
             error_code: None,
             revision: None,
             next_attempt: None,
+            deletion_deadline: None,
+            hint: None,
         }
     }
 

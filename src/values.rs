@@ -255,6 +255,31 @@ pub fn spec_hash(spec: &StoreSpec, values: &Json, inputs: &HashInputs) -> String
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
+/// The spec's identity apart from its name: the canonical hash with every field that was
+/// derived from the store's name (the default host `<name>.<base_domain>`, the default title,
+/// the default admin e-mail) replaced by a placeholder. Two files whose specs differ only in
+/// their names have the same identity: the mark of a renamed store file.
+pub fn identity_hash(spec: &StoreSpec, base_domain: &str) -> String {
+    const NAME: &str = "{name}";
+    let name = spec.name.as_str();
+    let mut s = spec.clone();
+    let default_email = format!("admin@{}", spec.host);
+    if spec.host == format!("{name}.{base_domain}") {
+        s.host = format!("{NAME}.{base_domain}");
+    }
+    if spec.shop.title == crate::spec::title_case(name) {
+        s.shop.title = NAME.into();
+    }
+    if spec.admin_email == default_email {
+        s.admin_email = NAME.into();
+    }
+    let mut values = values_for(&s);
+    if let Some(store) = values.get_mut("store").and_then(Json::as_object_mut) {
+        store.insert("name".into(), json!(NAME));
+    }
+    spec_hash(&s, &values, &HashInputs::default())
+}
+
 /// JSON with object keys sorted at every level, whatever map type serde_json was built with.
 pub fn write_canonical(v: &Json, out: &mut String) {
     match v {

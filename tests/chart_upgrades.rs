@@ -18,6 +18,8 @@ fn real_charts(major: u8) -> Env {
         major,
         Opts {
             helm_timeout: "120s",
+            // imagePullSecrets is a guard-rail key: allowed only by naming it.
+            extra: "[policy]\nvalues_allowed = [\"*\", \"image.repository\", \"image.tag\", \"imagePullSecrets\"]\n",
             ..Opts::default()
         },
     );

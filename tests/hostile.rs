@@ -677,7 +677,13 @@ const CONFIG_SECTIONS: &[(&str, &[&str])] = &[
     ),
     (
         "[reconcile]",
-        &["interval", "resync_interval", "prune", "max_deletions_per_cycle"],
+        &[
+            "interval",
+            "resync_interval",
+            "prune",
+            "max_deletions",
+            "deletion_grace",
+        ],
     ),
     ("[http]", &["listen"]),
 ];

@@ -227,10 +227,15 @@ async fn slack_and_discord_receivers_get_their_shapes() {
     assert_eq!(d["embeds"][0]["title"], "chai-corner: failed");
     assert_eq!(d["embeds"][0]["timestamp"], "2026-11-22T14:00:00Z");
     assert_eq!(d["embeds"][0]["color"], 0xd92d20);
-    assert_eq!(
-        (metrics.get("slack", "sent"), metrics.get("discord", "sent")),
-        (1, 1)
-    );
+    // The worker counts after the receiver answered: give it a moment.
+    let counted = || (metrics.get("slack", "sent"), metrics.get("discord", "sent"));
+    for _ in 0..100 {
+        if counted() == (1, 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted(), (1, 1));
 }
 
 #[tokio::test]

@@ -87,7 +87,7 @@ fn metrics_move_with_reconciles_and_store_series_die_with_the_store() {
     );
     let m = d.metrics();
     assert_eq!(
-        sample(&m, r#"storekeeper_deletions_total{result="ok"}"#),
+        sample(&m, r#"storekeeper_deletions_total{reason="prune"}"#),
         Some(1.0),
         "{m}"
     );

@@ -157,27 +157,29 @@ fn deletion_rules(major: u8) {
         );
     }
 
-    // Three files gone (one store remains) with max_deletions_per_cycle = 1: one per cycle;
-    // the protected store is never deleted.
+    // Three files gone (one store remains) with max_deletions = 1: the breaker holds all three
+    // (mass_deletion), as many plans as it takes; the protected store is never deleted.
     env.write_store("keep", SHOP);
-    let mut remaining = vec!["alpha", "beta", "gamma"];
-    for round in 0..3 {
+    for _ in 0..2 {
         let out = apply_ok(&env);
-        let gone: Vec<&str> = remaining
-            .iter()
-            .copied()
-            .filter(|s| env.namespace(&format!("store-{s}")).is_none())
-            .collect();
-        assert_eq!(gone.len(), 1, "round {round}: exactly one deletion\n{out}");
-        assert_eq!(env.release_status(gone[0]), None);
-        remaining.retain(|s| !gone.contains(s));
+        assert!(out.contains("mass_deletion"), "{out}");
         assert!(out.contains("safe") && out.contains("Protected"), "{out}");
+        for s in ["alpha", "beta", "gamma"] {
+            assert!(
+                env.namespace(&format!("store-{s}")).is_some(),
+                "{s} held back\n{out}"
+            );
+        }
     }
+    // Two come back: one deletion is under the limit and proceeds.
+    env.write_store("alpha", SHOP);
+    env.write_store("beta", "engine = \"woocommerce\"\nplan = \"medium\"\n");
     let out = apply_ok(&env);
-    assert!(
-        env.namespace("store-safe").is_some(),
-        "protected store kept\n{out}"
-    );
+    assert!(env.namespace("store-gamma").is_none(), "{out}");
+    assert_eq!(env.release_status("gamma"), None);
+    for s in ["alpha", "beta", "keep", "safe"] {
+        assert!(env.namespace(&format!("store-{s}")).is_some(), "{s}\n{out}");
+    }
     assert_eq!(env.release_status("safe").as_deref(), Some("deployed"));
 }
 

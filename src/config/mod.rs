@@ -76,7 +76,12 @@ pub struct ReconcileSettings {
     pub resync_interval: Duration,
     /// Whether stores whose file is gone are deleted at all.
     pub prune: bool,
-    pub max_deletions_per_cycle: usize,
+    /// The circuit breaker: when more stores than this would be deleted (counted over every
+    /// store whose file is gone, not per cycle), none is deleted until each is approved.
+    pub max_deletions: usize,
+    /// How long a store whose file is gone waits (PendingDeletion, still serving) before it is
+    /// deleted; zero deletes at once.
+    pub deletion_grace: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -266,7 +271,11 @@ impl Settings {
                     .resync_interval
                     .map_or(Duration::from_secs(600), |d| d.0),
                 prune: raw.reconcile.prune.unwrap_or(true),
-                max_deletions_per_cycle: raw.reconcile.max_deletions_per_cycle.unwrap_or(1),
+                max_deletions: raw.reconcile.max_deletions.unwrap_or(1),
+                deletion_grace: raw
+                    .reconcile
+                    .deletion_grace
+                    .map_or(DEFAULT_DELETION_GRACE, |d| d.0),
             },
             leader_election: leader_settings(raw.leader_election)?,
             policy: Arc::new(Policy::default()),
@@ -399,6 +408,28 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// A store whose file is gone keeps running this long before it is deleted: long enough for a
+/// bad commit to be noticed (the store turns PendingDeletion, with a notification) and reverted,
+/// short enough that a deliberate removal frees its resources the same hour. See the README.
+pub const DEFAULT_DELETION_GRACE: Duration = Duration::from_secs(3600);
+
+/// A duration that may be zero (`"0s"`: no waiting).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GraceDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for GraceDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let zero = s.strip_suffix("ms").or_else(|| s.strip_suffix(['s', 'm', 'h']));
+        if zero.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b == b'0')) {
+            return Ok(GraceDuration(Duration::ZERO));
+        }
+        parse_duration(&s)
+            .map(GraceDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// The longest duration any setting accepts; it also keeps timeout arithmetic far from overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
@@ -442,6 +473,7 @@ struct Raw {
     leader_election: RawLeader,
     #[serde(default)]
     policy: policy::RawPolicy,
+    #[serde(default)]
     notify: Vec<crate::notify::RawNotify>,
 }
 
@@ -504,7 +536,11 @@ struct RawReconcile {
     interval: Option<HumanDuration>,
     resync_interval: Option<HumanDuration>,
     prune: Option<bool>,
-    max_deletions_per_cycle: Option<usize>,
+    /// `max_deletions_per_cycle` was a rate limit; the breaker is stricter, so an old config
+    /// keeps working (and keeps its stores safer).
+    #[serde(alias = "max_deletions_per_cycle")]
+    max_deletions: Option<usize>,
+    deletion_grace: Option<GraceDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -532,7 +568,8 @@ mod tests {
         assert_eq!(s.helm.timeout, Duration::from_secs(300));
         assert_eq!(s.helm.max_concurrent.get(), 3);
         assert_eq!(s.reconcile.resync_interval, Duration::from_secs(600));
-        assert_eq!(s.reconcile.max_deletions_per_cycle, 1);
+        assert_eq!(s.reconcile.max_deletions, 1);
+        assert_eq!(s.reconcile.deletion_grace, Duration::from_secs(3600));
         assert_eq!(s.http.listen.to_string(), "127.0.0.1:9464");
     }
 
@@ -594,6 +631,22 @@ mod tests {
         )
         .expect_err("no url");
         assert_eq!(e.diagnostics[0].field, "notify.url");
+    }
+
+    #[test]
+    fn deletion_settings_and_the_old_name() {
+        let s = Settings::parse(
+            Path::new("c"),
+            "[reconcile]\nmax_deletions_per_cycle = 3\ndeletion_grace = \"0s\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            (s.reconcile.max_deletions, s.reconcile.deletion_grace),
+            (3, Duration::ZERO)
+        );
+        let s = Settings::parse(Path::new("c"), "[reconcile]\ndeletion_grace = \"5s\"\n").expect("valid");
+        assert_eq!(s.reconcile.deletion_grace, Duration::from_secs(5));
+        assert!(Settings::parse(Path::new("c"), "[reconcile]\ndeletion_grace = \"soon\"\n").is_err());
     }
 
     #[test]
@@ -723,7 +776,7 @@ acme = ["small", "medium", "large"]
         );
         assert_eq!(w.severity, crate::diagnostic::Severity::Warning);
         let hint = w.hint.clone().unwrap_or_default();
-        for rail in ["networkPolicy", "resources", "image", "wordpress.tolerations"] {
+        for rail in ["networkPolicy", "resources", "image", "tolerations"] {
             assert!(hint.contains(rail), "{rail}: {hint}");
         }
         assert!(

@@ -17,6 +17,7 @@ fn mk_desired(n: &str, extra: &str) -> Desired {
     let spec =
         parse_bytes(Path::new(&format!("{n}.toml")), src.as_bytes(), &d).unwrap_or_else(|e| panic!("{e:?}"));
     Desired {
+        identity: crate::values::identity_hash(&spec, "example.com"),
         spec: spec.into(),
         hash: format!("hash-{n}"),
     }
@@ -65,6 +66,19 @@ struct World {
 }
 
 impl World {
+    fn clone_with_approval(&self, n: &str) -> World {
+        World {
+            desired: self.desired.clone(),
+            observed: self.observed.clone(),
+            releases: self.releases.clone(),
+            conflicts: self.conflicts.clone(),
+            limits: self.limits.clone(),
+            unnamed: self.unnamed,
+            now: self.now,
+        }
+        .approve(n)
+    }
+
     fn new() -> Self {
         World {
             desired: BTreeMap::new(),
@@ -75,6 +89,7 @@ impl World {
                 prune: true,
                 max_deletions: 1,
                 helm_timeout: Duration::from_secs(300),
+                deletion_grace: Duration::ZERO,
             },
             unnamed: false,
             now: jiff::Timestamp::from_second(1_800_000_000).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
@@ -100,6 +115,7 @@ impl World {
             conflicts: &self.conflicts,
             releases: &self.releases,
             limits: &self.limits,
+            revision: "rev-7",
             now: self.now,
         })
     }
@@ -133,27 +149,287 @@ fn create_upgrade_noop() {
     );
 }
 
+fn guarded(g: Guard) -> Action {
+    Action::Skip(Skip::Guarded(g))
+}
+
+impl World {
+    fn step(&self, n: &str) -> Step {
+        self.plan()
+            .into_iter()
+            .find(|s| s.store.as_str() == n)
+            .unwrap_or_else(|| panic!("no step for {n}"))
+    }
+    fn approve(mut self, n: &str) -> Self {
+        if let Some(o) = self.observed.get_mut(&name(n)) {
+            o.approval = Some(crate::cluster::Approval {
+                at: self.now,
+                revision: "rev-7".into(),
+                by: "ops".into(),
+            });
+        }
+        self
+    }
+    fn marked(mut self, n: &str, deadline_in_s: i64) -> Self {
+        let deadline = self.now + jiff::SignedDuration::from_secs(deadline_in_s);
+        if let Some(o) = self.observed.get_mut(&name(n)) {
+            o.pending_deletion = Some(crate::cluster::DeletionMark {
+                since: self.now - jiff::SignedDuration::from_secs(60),
+                deadline,
+                revision: "rev-6".into(),
+            });
+        }
+        self
+    }
+}
+
 #[test]
-fn deleted_file_deletes_only_within_the_per_cycle_bound() {
+fn deletions_under_the_limit_proceed_and_over_it_none_does() {
     let w = World::new()
         .want("keep", "")
         .have("keep", Some("hash-keep"))
-        .have("x", Some("h"))
-        .have("y", Some("h"))
-        .have("z", Some("h"));
-    let g = Action::Skip(Skip::Guarded(Guard::TooManyDeletions));
+        .have("x", Some("h"));
+    assert_eq!(w.actions(), [a("keep", Action::Noop), a("x", Action::Delete)]);
+    let w = w.have("y", Some("h")).have("z", Some("h"));
     assert_eq!(
         w.actions(),
         [
             a("keep", Action::Noop),
-            a("x", Action::Delete),
-            a("y", g),
-            a("z", g)
+            a("x", guarded(Guard::MassDeletion)),
+            a("y", guarded(Guard::MassDeletion)),
+            a("z", guarded(Guard::MassDeletion)),
         ]
     );
+    let x = w.step("x");
+    assert!(
+        x.reason.contains("revision rev-7") && x.reason.contains("3 stores"),
+        "{}",
+        x.reason
+    );
+    assert_eq!(x.hint.as_deref(), Some("storekeeper approve-deletion x y z"));
+    // The count is over every store whose file is gone, not per plan: the same plan again
+    // still deletes none.
+    assert!(w.plan().iter().all(|s| s.action != Action::Delete));
     let mut w = w;
     w.limits.max_deletions = 3;
     assert_eq!(w.plan().iter().filter(|s| s.action == Action::Delete).count(), 3);
+}
+
+#[test]
+fn approved_stores_are_deleted_and_do_not_count_toward_the_limit() {
+    let w = World::new()
+        .want("keep", "")
+        .have("keep", Some("hash-keep"))
+        .have("a", Some("h"))
+        .have("b", Some("h"))
+        .have("c", Some("h"))
+        .have("d", Some("h"))
+        .approve("a")
+        .approve("b");
+    assert_eq!(
+        w.actions(),
+        [
+            a("a", Action::Delete),
+            a("b", Action::Delete),
+            a("c", guarded(Guard::MassDeletion)),
+            a("d", guarded(Guard::MassDeletion)),
+            a("keep", Action::Noop),
+        ]
+    );
+    assert!(
+        w.step("a").reason.contains("approved by ops"),
+        "{}",
+        w.step("a").reason
+    );
+    assert_eq!(
+        w.step("c").hint.as_deref(),
+        Some("storekeeper approve-deletion c d")
+    );
+}
+
+#[test]
+fn the_grace_period_marks_waits_and_then_deletes() {
+    let mut w = World::new()
+        .want("keep", "")
+        .have("keep", Some("hash-keep"))
+        .have("x", Some("h"));
+    w.limits.deletion_grace = Duration::from_secs(3600);
+    let s = w.step("x");
+    assert_eq!(s.action, Action::ScheduleDeletion);
+    assert_eq!(s.deadline, Some(w.now + jiff::SignedDuration::from_secs(3600)));
+    let w = w.marked("x", 600);
+    let s = w.step("x");
+    assert_eq!(s.action, Action::Skip(Skip::PendingDeletion));
+    assert_eq!(s.deadline, Some(w.now + jiff::SignedDuration::from_secs(600)));
+    assert!(
+        s.reason.contains("rev-6"),
+        "the revision that removed the file: {}",
+        s.reason
+    );
+    let w = w.marked("x", -1);
+    let s = w.step("x");
+    assert_eq!(s.action, Action::Delete);
+    assert!(
+        s.reason.contains("grace period ended") && s.reason.contains("rev-6"),
+        "{}",
+        s.reason
+    );
+    // An approval skips the rest of the wait.
+    let w = w.marked("x", 600).approve("x");
+    assert_eq!(w.step("x").action, Action::Delete);
+}
+
+#[test]
+fn a_file_that_comes_back_cancels_its_deletion_and_its_approval() {
+    let mut w = World::new()
+        .want("x", "")
+        .have("x", Some("hash-x"))
+        .marked("x", 600)
+        .want("y", "")
+        .have("y", Some("hash-y"))
+        .approve("y")
+        .broken("z")
+        .have("z", Some("h"))
+        .marked("z", 600);
+    w.limits.deletion_grace = Duration::from_secs(3600);
+    assert_eq!(
+        w.actions(),
+        [
+            a("x", Action::CancelDeletion),
+            a("y", Action::CancelDeletion),
+            a("z", Action::CancelDeletion)
+        ]
+    );
+    assert!(w.step("y").reason.contains("approval"), "{}", w.step("y").reason);
+}
+
+#[test]
+fn a_new_store_with_the_same_spec_blocks_the_old_ones_deletion_as_a_rename() {
+    let mut w = World::new()
+        .want("keep", "")
+        .have("keep", Some("hash-keep"))
+        .want("my-shop", "[shop]\ncurrency = \"EUR\"\n")
+        .have("shop", Some("h"));
+    let old_identity = mk_desired("shop", "[shop]\ncurrency = \"EUR\"\n").identity;
+    if let Some(o) = w.observed.get_mut(&name("shop")) {
+        o.identity = Some(old_identity);
+    }
+    w.limits.max_deletions = 10;
+    // First the hold is recorded, and the new store waits for it.
+    assert_eq!(
+        w.actions(),
+        [
+            a("keep", Action::Noop),
+            a("my-shop", Action::Skip(Skip::Deferred)),
+            a("shop", Action::HoldDeletion),
+        ]
+    );
+    let s = w.step("shop");
+    assert!(
+        s.reason.contains("Names are identity") && s.reason.contains("my-shop.toml"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(s.hint.as_deref(), Some("storekeeper approve-deletion shop"));
+    assert_eq!(s.related, Some(name("my-shop")));
+    // Then the hold keeps the old store, also once the new one exists.
+    if let Some(o) = w.observed.get_mut(&name("shop")) {
+        o.hold = Some(crate::cluster::DeletionHold {
+            guard: "possible_rename".into(),
+            with: "my-shop".into(),
+            revision: "rev-7".into(),
+            since: w.now,
+        });
+    }
+    let w = w.have("my-shop", Some("hash-my-shop"));
+    assert_eq!(w.step("my-shop").action, Action::Noop);
+    assert_eq!(w.step("shop").action, guarded(Guard::PossibleRename));
+    assert_eq!(w.clone_with_approval("shop").step("shop").action, Action::Delete);
+    // Another spec is no rename; neither is a store that already exists.
+    let mut other = World::new()
+        .want("keep", "")
+        .have("keep", Some("hash-keep"))
+        .want("my-shop", "[shop]\ncurrency = \"GBP\"\n")
+        .have("shop", Some("h"));
+    if let Some(o) = other.observed.get_mut(&name("shop")) {
+        o.identity = Some(mk_desired("shop", "[shop]\ncurrency = \"EUR\"\n").identity);
+    }
+    assert_eq!(other.step("shop").action, Action::Delete);
+}
+
+#[test]
+fn the_identity_ignores_only_name_derived_fields() {
+    let id = |n: &str, extra: &str| mk_desired(n, extra).identity;
+    assert_eq!(
+        id("shop", ""),
+        id("my-shop", ""),
+        "default host, title and e-mail follow the name"
+    );
+    assert_eq!(
+        id("shop", "host = \"shop.example.org\"\n"),
+        id("my-shop", "host = \"shop.example.org\"\n"),
+        "an explicit host is the same host"
+    );
+    assert_ne!(id("shop", "plan = \"medium\"\n"), id("my-shop", ""));
+    assert_ne!(id("shop", "[shop]\ntitle = \"Mine\"\n"), id("my-shop", ""));
+}
+
+#[test]
+fn the_guards_apply_in_their_order() {
+    let base = || {
+        World::new()
+            .want("keep", "")
+            .have("keep", Some("hash-keep"))
+            .have("x", Some("h"))
+    };
+    let set = |w: &mut World, f: &dyn Fn(&mut ObservedStore)| {
+        if let Some(o) = w.observed.get_mut(&name("x")) {
+            f(o)
+        }
+    };
+    // 1. terminating before protected.
+    let mut w = base();
+    set(&mut w, &|o| {
+        o.terminating = true;
+        o.protected = true;
+    });
+    assert_eq!(w.step("x").action, Action::Skip(Skip::Terminating));
+    // 2. protected before prune off, and no approval unprotects.
+    let mut w = base().approve("x");
+    set(&mut w, &|o| o.protected = true);
+    w.limits.prune = false;
+    assert_eq!(w.step("x").action, Action::Skip(Skip::Protected));
+    // 3. prune off beats an approval.
+    let mut w = base().approve("x");
+    w.limits.prune = false;
+    assert_eq!(w.step("x").action, guarded(Guard::PruneDisabled));
+    // 4. an approval passes the empty-snapshot, unnamed-file, rename and mass guards.
+    let mut w = World::new()
+        .have("x", Some("h"))
+        .have("y", Some("h"))
+        .approve("x");
+    w.unnamed = true;
+    assert_eq!(w.step("x").action, Action::Delete);
+    // 5. empty snapshot before unnamed files.
+    assert_eq!(w.step("y").action, guarded(Guard::EmptySnapshot));
+    // 6. unnamed files before a rename.
+    let mut w = base().want("x2", "");
+    w.unnamed = true;
+    set(&mut w, &|o| o.identity = Some(mk_desired("x", "").identity));
+    assert_eq!(w.step("x").action, guarded(Guard::UnnamedFiles));
+    // 7. a rename is held on its own and does not count toward the breaker.
+    w.unnamed = false;
+    let w = w.have("z", Some("h"));
+    assert_eq!(w.step("x").action, Action::HoldDeletion);
+    assert_eq!(
+        w.step("z").action,
+        Action::Delete,
+        "one other deletion is under the limit"
+    );
+    // 8. the breaker before the grace period.
+    let mut w = base().have("y", Some("h"));
+    w.limits.deletion_grace = Duration::from_secs(60);
+    assert_eq!(w.step("x").action, guarded(Guard::MassDeletion));
 }
 
 #[test]

@@ -224,14 +224,7 @@ mod tests {
     }
 
     fn work(store: &str, reason: &str) -> Work {
-        Work::for_step(
-            Step {
-                store: name(store),
-                action: Action::Upgrade,
-                reason: reason.into(),
-            },
-            "store-x",
-        )
+        Work::for_step(Step::new(name(store), Action::Upgrade, reason), "store-x")
     }
 
     #[test]

@@ -190,6 +190,7 @@ fn desired(store: &str, title: &str) -> Desired {
     Desired {
         spec: spec.into(),
         hash: format!("hash-{title}"),
+        identity: format!("identity-{store}"),
     }
 }
 
@@ -210,11 +211,7 @@ fn work(store: &str, action: Action, title: &str) -> Work {
         ..ObservedStore::default()
     });
     Work {
-        step: Step {
-            store: name(store),
-            action,
-            reason: format!("{} {title}", action.code()),
-        },
+        step: Step::new(name(store), action, format!("{} {title}", action.code())),
         namespace: format!("store-{store}"),
         revision: Arc::from("rev-1"),
         desired: (action != Action::Delete).then(|| desired(store, title)),
@@ -552,4 +549,52 @@ async fn a_dead_election_starts_nothing_and_does_not_spin() {
     assert_eq!(helm.calls("upgrade", "a"), 0);
     let _ = stop.send(true);
     assert!(tokio::time::timeout(Duration::from_secs(5), task).await.is_ok());
+}
+
+/// Every deleting path passes the one guard at the point of no return, and is counted by path.
+#[tokio::test(start_paused = true)]
+async fn every_deleting_path_passes_the_guard_and_is_counted() {
+    let b = bed(5);
+    let counted = |reason: &str| b.metrics.deletions.with_label_values(&[reason]).get();
+    let refused = |guard: &str| b.metrics.deletions_blocked.with_label_values(&[guard]).get();
+    b.helm.fail.lock().map(|mut f| f.insert("upgrade", 1)).ok();
+    let mut reinstall = work("r", Action::Recover(Recovery::Reinstall), "v");
+    if let Some(o) = reinstall.observed.as_mut() {
+        o.ever_ready = false;
+    }
+    let was_ready = work("w", Action::Recover(Recovery::Reinstall), "v");
+    let mut protected = work("p", Action::Delete, "v");
+    if let Some(o) = protected.observed.as_mut() {
+        o.protected = true;
+    }
+    // "c" is a first install whose helm fails: its fresh namespace is removed.
+    let works = vec![
+        work("c", Action::Create, "v"),
+        reinstall,
+        was_ready,
+        protected,
+        work("d", Action::Delete, "v"),
+    ];
+    submit(&b, works).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(counted("first_install_cleanup"), 1);
+    assert_eq!(counted("reinstall"), 1);
+    assert_eq!(counted("prune"), 1);
+    assert_eq!(
+        refused("ever_ready"),
+        1,
+        "a store that was Ready is never reinstalled"
+    );
+    assert_eq!(refused("protected"), 1);
+    assert_eq!(b.helm.calls("uninstall", "w"), 0);
+    assert_eq!(b.helm.calls("uninstall", "p"), 0);
+    for store in ["w", "p"] {
+        let s = status(&b, store);
+        assert_eq!(
+            (s.phase, s.error_code),
+            (Phase::Failed, Some("deletion_refused")),
+            "{store}"
+        );
+    }
+    assert!(b.runner.recorder().get(&name("d")).is_none(), "d is gone");
 }

@@ -760,7 +760,8 @@ fn is_label_key(k: &str) -> bool {
     !name.is_empty() && is_label_value(name) && prefix.is_none_or(|p| is_dns_name(p) || is_dns_label(p))
 }
 
-fn title_case(name: &str) -> String {
+/// The default shop title for a store name (`chai-corner` → `Chai Corner`).
+pub fn title_case(name: &str) -> String {
     name.split('-')
         .filter(|w| !w.is_empty())
         .map(|w| {

@@ -46,6 +46,8 @@ pub struct Opts {
     pub source: Option<String>,
     /// `helm.max_concurrent`.
     pub max_concurrent: usize,
+    /// `reconcile.deletion_grace`: none by default here, so deletions act at once.
+    pub deletion_grace: &'static str,
 }
 
 impl Default for Opts {
@@ -57,6 +59,7 @@ impl Default for Opts {
             interval: "500ms",
             source: None,
             max_concurrent: 3,
+            deletion_grace: "0s",
         }
     }
 }
@@ -112,7 +115,7 @@ impl Env {
             format!(
                 "{}\n[cluster]\nkubeconfig = '{}'\nbase_domain = 'test.local'\n\
                  [helm]\nbinary = '{}'\ncharts_dir = '{}'\ntimeout = '{}'\nmax_concurrent = {}\n\
-                 [reconcile]\ninterval = '{}'\nmax_deletions_per_cycle = {}\n\
+                 [reconcile]\ninterval = '{}'\nmax_deletions = {}\ndeletion_grace = '{}'\n\
                  [http]\nlisten = '127.0.0.1:0'\n{}",
                 opts.source
                     .clone()
@@ -124,6 +127,7 @@ impl Env {
                 opts.max_concurrent,
                 opts.interval,
                 opts.max_deletions,
+                opts.deletion_grace,
                 opts.extra,
             ),
         )
