@@ -53,6 +53,7 @@ fn build(n: usize) -> Inputs {
                 store.clone(),
                 Ok(Desired {
                     identity: storekeeper::values::identity_hash(&spec, "bench.local"),
+                    url: format!("http://{}/", spec.host),
                     spec: spec.into(),
                     hash: hash.clone(),
                 }),
@@ -105,6 +106,7 @@ fn build(n: usize) -> Inputs {
             max_deletions: 5,
             helm_timeout: Duration::from_secs(300),
             deletion_grace: Duration::ZERO,
+            caps: Default::default(),
         },
     }
 }
@@ -124,6 +126,7 @@ fn bench_plan(c: &mut Criterion) {
                     releases: &inp.releases,
                     limits: &inp.limits,
                     revision: "dir:0123456789ab",
+                    first_seen: &BTreeMap::new(),
                     now,
                 });
                 black_box(steps)

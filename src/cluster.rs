@@ -145,6 +145,10 @@ pub struct ObservedStore {
     pub hold: Option<DeletionHold>,
     /// [`ANN_IDENTITY`] as last applied.
     pub identity: Option<String>,
+    /// [`OWNER_LABEL`].
+    pub owner: Option<String>,
+    /// When the namespace was created (the store's first install, for the creation rate cap).
+    pub created: Option<jiff::Timestamp>,
 }
 
 impl ObservedStore {
@@ -155,6 +159,7 @@ impl ObservedStore {
             return None;
         }
         let name = StoreName::new(labels.get(STORE_LABEL)?).ok()?;
+        let owner = labels.get(OWNER_LABEL).cloned();
         let ann = meta.annotations.clone().unwrap_or_default();
         let get = |k: &str| ann.get(k).cloned();
         Some((
@@ -177,6 +182,8 @@ impl ObservedStore {
                     .get(ANN_DELETION_HOLD)
                     .and_then(|a| serde_json::from_str(a).ok()),
                 identity: get(ANN_IDENTITY),
+                owner,
+                created: meta.creation_timestamp.as_ref().map(|t| t.0),
             },
         ))
     }

@@ -48,6 +48,7 @@ pub async fn plan(settings: Settings, json_out: bool) -> anyhow::Result<ExitCode
             .map(|(s, diff)| {
                 let guard = match s.action {
                     Action::Skip(Skip::Guarded(g)) => Some(g.code()),
+                    Action::Skip(Skip::QuotaExceeded) => Some("quota_exceeded"),
                     _ => None,
                 };
                 json!({"store": s.store, "action": s.action, "reason": s.reason, "guard": guard,
@@ -76,7 +77,7 @@ fn print_plan(revision: &str, rows: &[(&Step, Option<String>)]) {
             Action::CancelDeletion => "~",
             Action::HoldDeletion => "!",
             Action::Noop => "=",
-            Action::Skip(Skip::Invalid | Skip::Conflict | Skip::Guarded(_)) => "!",
+            Action::Skip(Skip::Invalid | Skip::Conflict | Skip::Guarded(_) | Skip::QuotaExceeded) => "!",
             Action::Skip(_) => " ",
         };
         println!(

@@ -25,6 +25,7 @@ pub const NAMES: &[&str] = &[
     "storekeeper_helm_operations_total",
     "storekeeper_leader",
     "storekeeper_operations_in_flight",
+    "storekeeper_owner_stores",
     "storekeeper_queue_depth",
     "storekeeper_reconcile_cycles_total",
     "storekeeper_reconcile_duration_seconds",
@@ -54,6 +55,7 @@ pub struct Metrics {
     pub deletions_blocked: IntCounterVec,
     pub deletions: IntCounterVec,
     deletion_deadline: GaugeVec,
+    owner_stores: IntGaugeVec,
     pub webhook_requests: IntCounterVec,
     pub up: IntGauge,
     pub leader: IntGauge,
@@ -125,6 +127,10 @@ const HELP: &[(&str, &str)] = &[
     (
         "storekeeper_operations_in_flight",
         "Store operations running now (at most helm.max_concurrent).",
+    ),
+    (
+        "storekeeper_owner_stores",
+        "Stores per owner (owners come from store files).",
     ),
 ];
 
@@ -211,6 +217,7 @@ impl Metrics {
                 &["store"],
             )?)?,
             webhook_requests: r.counters("storekeeper_webhook_requests_total", &["result"])?,
+            owner_stores: r.gauges("storekeeper_owner_stores", &["owner"])?,
             up: r.gauge("storekeeper_up")?,
             leader: r.gauge("storekeeper_leader")?,
             queue_depth: r.gauge("storekeeper_queue_depth")?,
@@ -238,6 +245,7 @@ impl Metrics {
             ]
         };
         self.deadline_changed(store, old, new);
+        self.owner_changed(old, new);
         let (before, after) = (old.map(labels), new.map(labels));
         if before == after {
             return;
@@ -253,6 +261,27 @@ impl Metrics {
             self.store_info
                 .with_label_values(&[store.as_str(), &l[0], &l[1], &l[2]])
                 .set(1);
+        }
+    }
+
+    /// One series per owner with stores; it goes with the owner's last store.
+    fn owner_changed(&self, old: Option<&StoreStatus>, new: Option<&StoreStatus>) {
+        let (before, after) = (
+            old.and_then(|s| s.owner.as_deref()),
+            new.and_then(|s| s.owner.as_deref()),
+        );
+        if before == after {
+            return;
+        }
+        if let Some(o) = before {
+            let g = self.owner_stores.with_label_values(&[o]);
+            g.dec();
+            if g.get() <= 0 {
+                let _ = self.owner_stores.remove_label_values(&[o]);
+            }
+        }
+        if let Some(o) = after {
+            self.owner_stores.with_label_values(&[o]).inc();
         }
     }
 
@@ -386,6 +415,35 @@ mod tests {
     }
 
     #[test]
+    fn owner_series_count_stores_and_go_with_the_last_one() {
+        let m = Metrics::new();
+        let owned = |owner: &str| {
+            let mut s = status(Phase::Ready, "r", "woocommerce");
+            s.owner = Some(owner.into());
+            s
+        };
+        let (a, b) = (
+            StoreName::new("a").unwrap_or_else(|e| panic!("{e}")),
+            StoreName::new("b").unwrap_or_else(|e| panic!("{e}")),
+        );
+        m.store_changed(&a, None, Some(&owned("acme")));
+        m.store_changed(&b, None, Some(&owned("acme")));
+        assert!(m.render().contains(r#"storekeeper_owner_stores{owner="acme"} 2"#));
+        m.store_changed(&a, Some(&owned("acme")), Some(&owned("bob")));
+        let text = m.render();
+        assert!(
+            text.contains(r#"storekeeper_owner_stores{owner="acme"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"storekeeper_owner_stores{owner="bob"} 1"#),
+            "{text}"
+        );
+        m.store_changed(&b, Some(&owned("acme")), None);
+        assert!(!m.render().contains(r#"owner="acme""#));
+    }
+
+    #[test]
     fn spec_error_series_vanish_when_fixed() {
         let m = Metrics::new();
         let a = StoreName::new("a").unwrap_or_else(|e| panic!("{e}"));
@@ -400,6 +458,9 @@ mod tests {
         let m = Metrics::new();
         let a = StoreName::new("a").unwrap_or_else(|e| panic!("{e}"));
         m.store_changed(&a, None, Some(&status(Phase::Ready, "r", "medusa")));
+        let mut owned = status(Phase::Ready, "r", "medusa");
+        owned.owner = Some("acme".into());
+        m.store_changed(&a, None, Some(&owned));
         let mut pending = status(Phase::PendingDeletion, "r", "medusa");
         pending.deletion_deadline = Some(jiff::Timestamp::UNIX_EPOCH);
         m.store_changed(&a, None, Some(&pending));

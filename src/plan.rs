@@ -19,6 +19,8 @@ pub struct Desired {
     pub spec: Arc<StoreSpec>,
     pub hash: String,
     pub identity: String,
+    /// Where customers reach the store (`https://` when the chart values enable TLS).
+    pub url: String,
 }
 
 /// How a stuck or failed release is healed. None of them uninstalls a store that was ever Ready.
@@ -83,6 +85,10 @@ pub enum Skip {
     /// A new store that looks like another one renamed waits one plan, until that store's
     /// deletion hold is recorded.
     Deferred,
+    /// A new store over a policy cap (`max_stores`, `max_stores_per_owner`,
+    /// `max_creations_per_hour`): created as soon as there is room. Existing stores are never
+    /// touched by a cap.
+    QuotaExceeded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,6 +165,9 @@ pub struct Step {
     /// The other store the decision is about (the new name of a possible rename).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub related: Option<StoreName>,
+    /// When a store held by the creation rate cap can start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<jiff::Timestamp>,
 }
 
 impl Step {
@@ -170,6 +179,7 @@ impl Step {
             hint: None,
             deadline: None,
             related: None,
+            not_before: None,
         }
     }
 }
@@ -182,6 +192,7 @@ struct Decision {
     hint: Option<String>,
     deadline: Option<jiff::Timestamp>,
     related: Option<StoreName>,
+    not_before: Option<jiff::Timestamp>,
 }
 
 impl Decision {
@@ -192,6 +203,7 @@ impl Decision {
             hint: None,
             deadline: None,
             related: None,
+            not_before: None,
         }
     }
 
@@ -220,6 +232,16 @@ pub struct Limits {
     pub helm_timeout: Duration,
     /// `reconcile.deletion_grace`.
     pub deletion_grace: Duration,
+    /// The policy's caps on new stores.
+    pub caps: Caps,
+}
+
+/// The operator's caps on new stores (`[policy]`); `None`: no cap.
+#[derive(Debug, Clone, Default)]
+pub struct Caps {
+    pub max_stores: Option<u32>,
+    pub max_stores_per_owner: Option<u32>,
+    pub max_creations_per_hour: Option<u32>,
 }
 
 /// Everything the plan looks at.
@@ -235,6 +257,8 @@ pub struct Input<'a> {
     pub limits: &'a Limits,
     /// The snapshot's revision (named in the reasons of blocked deletions).
     pub revision: &'a str,
+    /// When each new store was first seen, so the oldest waits least under a cap.
+    pub first_seen: &'a BTreeMap<StoreName, jiff::Timestamp>,
     pub now: jiff::Timestamp,
 }
 
@@ -277,8 +301,10 @@ pub fn plan(input: &Input<'_>) -> Vec<Step> {
             hint: decision.hint,
             deadline: decision.deadline,
             related: decision.related,
+            not_before: decision.not_before,
         });
     }
+    caps::apply(input, &mut steps);
     steps
 }
 
@@ -383,6 +409,7 @@ fn decide_release(input: &Input<'_>, r: &ReleaseInfo, o: &ObservedStore) -> Opti
     })
 }
 
+mod caps;
 mod deletion;
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::cluster::{ClusterError, ClusterOps, Observed, ObservedStore};
 use crate::config::Settings;
 use crate::execute::ChartInputs;
 use crate::helm::{HelmError, HelmOps, ReleaseInfo};
-use crate::plan::{self, Desired, Limits};
+use crate::plan::{self, Caps, Desired, Limits};
 use crate::runner::{Planned, Work};
 use crate::source::Snapshot;
 use crate::spec::{Engine, SpecError, StoreName, StoreSpec};
@@ -56,6 +56,7 @@ struct Memo {
     chart_key: Arc<str>,
     hash: String,
     identity: String,
+    url: String,
 }
 
 pub struct Planner<C, H> {
@@ -63,6 +64,8 @@ pub struct Planner<C, H> {
     cluster: Arc<C>,
     helm: Arc<H>,
     memo: Mutex<HashMap<StoreName, Memo>>,
+    /// When each store without a namespace was first seen (the order under a policy cap).
+    first_seen: Mutex<BTreeMap<StoreName, jiff::Timestamp>>,
 }
 
 impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
@@ -72,6 +75,7 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
             cluster,
             helm,
             memo: Mutex::default(),
+            first_seen: Mutex::default(),
         }
     }
 
@@ -97,12 +101,20 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
             .cloned()
             .collect();
         let releases = self.releases(&desired, &observed, resync, running).await?;
+        let policy = &self.settings.policy;
         let limits = Limits {
             prune: self.settings.reconcile.prune,
             max_deletions: self.settings.reconcile.max_deletions,
             helm_timeout: self.settings.helm.timeout,
             deletion_grace: self.settings.reconcile.deletion_grace,
+            caps: Caps {
+                max_stores: policy.max_stores,
+                max_stores_per_owner: policy.max_stores_per_owner.map(|n| n.get()),
+                max_creations_per_hour: policy.max_creations_per_hour.map(|n| n.get()),
+            },
         };
+        let now = jiff::Timestamp::now();
+        let first_seen = self.first_seen(&desired, &observed, now);
         let steps = plan::plan(&plan::Input {
             desired: &desired,
             unnamed_files: !snapshot.unnamed.is_empty(),
@@ -111,7 +123,8 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
             releases: &releases,
             limits: &limits,
             revision: &snapshot.revision,
-            now: jiff::Timestamp::now(),
+            first_seen: &first_seen,
+            now,
         });
         let revision: Arc<str> = Arc::from(snapshot.revision.as_str());
         let works = steps
@@ -138,6 +151,21 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
             works,
             epoch,
         })
+    }
+
+    /// Remembers when each new store (a file, no namespace) was first seen.
+    fn first_seen(
+        &self,
+        desired: &BTreeMap<StoreName, Result<Desired, SpecError>>,
+        observed: &BTreeMap<StoreName, ObservedStore>,
+        now: jiff::Timestamp,
+    ) -> BTreeMap<StoreName, jiff::Timestamp> {
+        let mut seen = self.first_seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|n, _| desired.contains_key(n) && !observed.contains_key(n));
+        for n in desired.keys().filter(|n| !observed.contains_key(*n)) {
+            seen.entry(n.clone()).or_insert(now);
+        }
+        seen.clone()
     }
 
     /// Chart version and operator values for each engine the snapshot uses.
@@ -176,11 +204,13 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
                     if !fresh {
                         let inputs = charts.get(&spec.engine).map(|c| &c.hash);
                         let values = values::values_for(spec);
+                        let extra = charts.get(&spec.engine).map(|c| &c.extra);
                         let m = Memo {
                             spec: Arc::clone(spec),
                             chart_key: key,
                             hash: values::spec_hash(spec, &values, inputs.unwrap_or(&HashInputs::default())),
                             identity: values::identity_hash(spec, &self.settings.cluster.base_domain),
+                            url: store_url(&spec.host, extra, &values),
                         };
                         memo.insert(name.clone(), m);
                     }
@@ -189,6 +219,7 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
                         spec: Arc::clone(spec),
                         hash: memo.hash.clone(),
                         identity: memo.identity.clone(),
+                        url: memo.url.clone(),
                     })
                 }
             };
@@ -264,6 +295,14 @@ pub fn chart_inputs(settings: &Settings, engine: Engine) -> Result<ChartInputs, 
         values_files,
         extra,
     })
+}
+
+/// A store's URL: `https://` when the operator's or the store's values turn on the ingress's
+/// TLS (`ingress.tls.enabled`), else `http://`.
+fn store_url(host: &str, extra: Option<&Json>, values: &Json) -> String {
+    let tls = |v: &Json| v.pointer("/ingress/tls/enabled").and_then(Json::as_bool);
+    let on = tls(values).or_else(|| extra.and_then(tls)).unwrap_or(false);
+    format!("{}://{host}/", if on { "https" } else { "http" })
 }
 
 /// The values helm would receive for a store (operator files, then the generated values), for

@@ -168,6 +168,12 @@ impl<C: ClusterOps> Recorder<C> {
     ) -> Option<(String, StoreStatus)> {
         let store = &work.step.store;
         let engine = work.desired.as_ref().map(|d| d.spec.engine.as_str());
+        let owner = work
+            .desired
+            .as_ref()
+            .and_then(|d| d.spec.owner.as_ref().map(|o| o.as_str().to_string()))
+            .or_else(|| work.observed.as_ref().and_then(|o| o.owner.clone()));
+        let url = work.desired.as_ref().map(|d| d.url.clone());
         let failed = self.get(store).is_some_and(|s| s.phase == Phase::Failed);
         let phase = match work.step.action {
             // Work waiting for its retry keeps showing the failure that put it there.
@@ -181,6 +187,7 @@ impl<C: ClusterOps> Recorder<C> {
             Action::Skip(Skip::Terminating) => Phase::Deleting,
             Action::Skip(Skip::PendingDeletion) => Phase::PendingDeletion,
             Action::Skip(Skip::Deferred) => Phase::Pending,
+            Action::Skip(Skip::QuotaExceeded) => Phase::Blocked,
             Action::Skip(Skip::Protected | Skip::Guarded(_) | Skip::Conflict) => Phase::Blocked,
             Action::Create
             | Action::Upgrade
@@ -195,11 +202,20 @@ impl<C: ClusterOps> Recorder<C> {
             if engine.is_some() {
                 s.engine = engine;
             }
+            if owner.is_some() {
+                s.owner = owner.clone();
+            }
+            if url.is_some() {
+                s.url = url.clone();
+            }
+            if let Some(c) = work.observed.as_ref().and_then(|o| o.created) {
+                s.created = Some(c);
+            }
             s.phase = phase;
             if phase != Phase::Failed {
                 s.reason = work.step.reason.clone();
             }
-            s.next_attempt = wait_until;
+            s.next_attempt = wait_until.or(work.step.not_before);
             s.deletion_deadline = work.step.deadline;
             s.hint = work.step.hint.clone();
             if revision.is_some() {

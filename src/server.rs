@@ -513,6 +513,9 @@ fn store_json(name: &StoreName, s: &StoreStatus) -> serde_json::Value {
         "next_attempt": s.next_attempt.map(|t| t.to_string()),
         "deletion_deadline": s.deletion_deadline.map(|t| t.to_string()),
         "hint": s.hint,
+        "owner": s.owner,
+        "url": s.url,
+        "created": s.created.map(|t| t.to_string()),
         "revision": s.revision,
     })
 }

@@ -53,6 +53,12 @@ pub struct StoreStatus {
     pub phase: Phase,
     /// `woocommerce` or `medusa`, when the store file could be read.
     pub engine: Option<&'static str>,
+    /// The store file's `owner` (or the namespace's owner label).
+    pub owner: Option<String>,
+    /// The store's URL (from its host), when the store file could be read.
+    pub url: Option<String>,
+    /// When the store's namespace was created (its age).
+    pub created: Option<jiff::Timestamp>,
     /// A human message: the plan's reason or the error.
     pub reason: String,
     pub last_transition: jiff::Timestamp,
@@ -74,6 +80,9 @@ impl StoreStatus {
         StoreStatus {
             phase,
             engine: None,
+            owner: None,
+            url: None,
+            created: None,
             reason: reason.into(),
             last_transition: jiff::Timestamp::now(),
             last_error: None,

@@ -18,6 +18,7 @@ fn mk_desired(n: &str, extra: &str) -> Desired {
         parse_bytes(Path::new(&format!("{n}.toml")), src.as_bytes(), &d).unwrap_or_else(|e| panic!("{e:?}"));
     Desired {
         identity: crate::values::identity_hash(&spec, "example.com"),
+        url: format!("http://{}/", spec.host),
         spec: spec.into(),
         hash: format!("hash-{n}"),
     }
@@ -60,6 +61,7 @@ struct World {
     observed: BTreeMap<StoreName, ObservedStore>,
     releases: BTreeMap<StoreName, Option<ReleaseInfo>>,
     conflicts: BTreeSet<StoreName>,
+    first_seen: BTreeMap<StoreName, jiff::Timestamp>,
     limits: Limits,
     unnamed: bool,
     now: jiff::Timestamp,
@@ -72,6 +74,7 @@ impl World {
             observed: self.observed.clone(),
             releases: self.releases.clone(),
             conflicts: self.conflicts.clone(),
+            first_seen: self.first_seen.clone(),
             limits: self.limits.clone(),
             unnamed: self.unnamed,
             now: self.now,
@@ -85,11 +88,13 @@ impl World {
             observed: BTreeMap::new(),
             releases: BTreeMap::new(),
             conflicts: BTreeSet::new(),
+            first_seen: BTreeMap::new(),
             limits: Limits {
                 prune: true,
                 max_deletions: 1,
                 helm_timeout: Duration::from_secs(300),
                 deletion_grace: Duration::ZERO,
+                caps: Caps::default(),
             },
             unnamed: false,
             now: jiff::Timestamp::from_second(1_800_000_000).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
@@ -116,6 +121,7 @@ impl World {
             releases: &self.releases,
             limits: &self.limits,
             revision: "rev-7",
+            first_seen: &self.first_seen,
             now: self.now,
         })
     }
@@ -613,4 +619,87 @@ fn every_name_gets_exactly_one_step() {
         .have("d", Some("x"));
     let names: Vec<String> = w.plan().into_iter().map(|s| s.store.to_string()).collect();
     assert_eq!(names, ["a", "b", "c", "d"]);
+}
+
+fn owned(mut w: World, n: &str, owner: &str) -> World {
+    w = w.want(n, &format!("owner = \"{owner}\"\n"));
+    w
+}
+
+fn existing(mut w: World, n: &str, owner: &str, created_s_ago: i64) -> World {
+    w = owned(w, n, owner).have(n, Some(&format!("hash-{n}")));
+    let now = w.now;
+    if let Some(o) = w.observed.get_mut(&name(n)) {
+        o.owner = Some(owner.into());
+        o.created = Some(now - jiff::SignedDuration::from_secs(created_s_ago));
+    }
+    w
+}
+
+#[test]
+fn caps_hold_back_new_stores_only_and_name_the_owner_and_the_limit() {
+    let mut w = existing(World::new(), "a1", "acme", 7200);
+    w = existing(w, "a2", "acme", 7200);
+    w = owned(w, "a3", "acme");
+    w = owned(w, "b1", "bob");
+    w.limits.caps.max_stores_per_owner = Some(2);
+    assert_eq!(
+        w.actions(),
+        [
+            a("a1", Action::Noop),
+            a("a2", Action::Noop),
+            a("a3", Action::Skip(Skip::QuotaExceeded)),
+            a("b1", Action::Create),
+        ]
+    );
+    let s = w.step("a3");
+    assert!(
+        s.reason.contains("owner acme") && s.reason.contains("max_stores_per_owner = 2"),
+        "{}",
+        s.reason
+    );
+    // An existing store over a lowered cap is never touched.
+    w.limits.caps.max_stores_per_owner = Some(1);
+    assert_eq!(w.step("a1").action, Action::Noop);
+    assert_eq!(w.step("a2").action, Action::Noop);
+    // The global cap: the oldest new store first, then by name.
+    let mut w = existing(World::new(), "x", "acme", 7200);
+    w = owned(w, "new-b", "bob");
+    w = owned(w, "new-a", "bob");
+    w = owned(w, "new-c", "bob");
+    w.limits.caps.max_stores = Some(3);
+    let older = w.now - jiff::SignedDuration::from_secs(30);
+    w.first_seen.insert(name("new-c"), older);
+    assert_eq!(w.step("new-c").action, Action::Create, "seen first");
+    assert_eq!(w.step("new-a").action, Action::Create, "then by name");
+    let s = w.step("new-b");
+    assert_eq!(s.action, Action::Skip(Skip::QuotaExceeded));
+    assert!(s.reason.contains("max_stores = 3"), "{}", s.reason);
+}
+
+#[test]
+fn the_creation_rate_delays_the_excess_and_says_when_each_starts() {
+    let mut w = existing(World::new(), "old1", "o", 3000);
+    w = existing(w, "old2", "o", 1800);
+    for n in ["n1", "n2", "n3"] {
+        w = owned(w, n, "o");
+    }
+    w.limits.caps.max_creations_per_hour = Some(2);
+    let hour = jiff::SignedDuration::from_secs(3600);
+    let (s1, s2, s3) = (w.step("n1"), w.step("n2"), w.step("n3"));
+    assert!(
+        [&s1, &s2, &s3]
+            .iter()
+            .all(|s| s.action == Action::Skip(Skip::QuotaExceeded)),
+        "two creations in the last hour already"
+    );
+    let created = |ago: i64| w.now - jiff::SignedDuration::from_secs(ago);
+    assert_eq!(s1.not_before, Some(created(3000) + hour), "when old1 ages out");
+    assert_eq!(s2.not_before, Some(created(1800) + hour), "when old2 ages out");
+    assert_eq!(s3.not_before, None, "after the first two: later");
+    assert!(s1.reason.contains("max_creations_per_hour = 2"), "{}", s1.reason);
+    // An hour after old1: one slot.
+    w.now += jiff::SignedDuration::from_secs(700);
+    assert_eq!(w.step("n1").action, Action::Create);
+    assert_eq!(w.step("n2").action, Action::Skip(Skip::QuotaExceeded));
 }

@@ -191,6 +191,7 @@ fn desired(store: &str, title: &str) -> Desired {
         spec: spec.into(),
         hash: format!("hash-{title}"),
         identity: format!("identity-{store}"),
+        url: format!("http://{store}.example.com/"),
     }
 }
 
