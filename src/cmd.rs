@@ -208,7 +208,7 @@ pub async fn status(
 ) -> anyhow::Result<ExitCode> {
     let doc = if from_cluster {
         use storekeeper::cluster::ClusterOps;
-        let client = storekeeper::cluster::client(&settings.cluster).await?;
+        let (client, _) = storekeeper::cluster::client(&settings.cluster).await?;
         let observed = storekeeper::cluster::Cluster::new(client).observe().await?;
         let stores: Vec<_> = observed
             .stores

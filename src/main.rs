@@ -130,8 +130,11 @@ impl Common {
 }
 
 fn init_logs(format: LogFormat) {
+    // kube's HTTP layer logs every failed request at ERROR before returning the error, which
+    // storekeeper then reports with its context (e.g. the unreachable API server, the kubeconfig
+    // and the next step): by default only the latter is shown.
     let filter = tracing_subscriber::EnvFilter::try_from_env("STOREKEEPER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_client::client::builder=off"));
     // Colours only on a terminal: journald and log shippers want plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
