@@ -1,4 +1,5 @@
-//! The cluster-facing subcommands: `plan`, `apply`, `run`.
+//! The cluster-facing subcommands: `plan`, `apply`, `run`, `status`; and `render`, which needs
+//! none.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::warn;
 
-use storekeeper::config::Settings;
+use storekeeper::config::{Settings, SourceSettings};
 use storekeeper::daemon;
 use storekeeper::metrics::Metrics;
 use storekeeper::plan::{Action, Skip, Step};
@@ -274,4 +275,44 @@ fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
         anyhow::bail!("daemon answered: {}", head.lines().next().unwrap_or_default());
     }
     Ok(body.to_string())
+}
+
+/// `storekeeper render <store>`: exit 0 rendered, 1 error (an invalid store file prints its
+/// diagnostics). Needs helm and the charts, no cluster.
+pub async fn render(mut settings: Settings, store: &str) -> anyhow::Result<ExitCode> {
+    use storekeeper::render::{self, RenderError};
+    let path = std::path::Path::new(store);
+    let name = match (path.extension(), path.file_stem(), path.parent()) {
+        // A store file's path: its directory is the source (so host clashes still count).
+        (Some(ext), Some(stem), Some(dir)) if ext == "toml" && path.is_file() => {
+            let dir = if dir.as_os_str().is_empty() {
+                ".".as_ref()
+            } else {
+                dir
+            };
+            settings.source = SourceSettings::Directory {
+                path: dir.to_path_buf(),
+            };
+            stem.to_string_lossy().into_owned()
+        }
+        _ => store.to_string(),
+    };
+    let snapshot = daemon::read_source(&settings)?;
+    // No kubeconfig or context: `helm template` must not depend on a cluster.
+    let helm =
+        storekeeper::helm::Helm::detect(&settings.helm.binary, None, None, settings.helm.timeout).await?;
+    match render::render(&settings, &snapshot, &name, &helm).await {
+        Ok(r) => {
+            print!("{}", r.text(helm.major()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(RenderError::Invalid(e)) => {
+            for d in &e.diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!("error: {}", RenderError::Invalid(e));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -64,6 +64,14 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Print what a store would get, with no cluster: its values (secrets redacted) and the
+    /// manifests `helm template` renders from them. Exit 0: rendered; 1: error.
+    Render {
+        /// The store's name (or the path of its file, e.g. stores.d/chai-corner.toml).
+        store: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Show every store's status: from a running daemon's /stores, or with --from-cluster from
     /// the namespace annotations.
     Status {
@@ -201,9 +209,10 @@ fn main() -> ExitCode {
 /// The flags every cluster-facing command shares, and the run listen address.
 fn common_of(command: &Command) -> Option<(&Common, Option<std::net::SocketAddr>)> {
     match command {
-        Command::Plan { common, .. } | Command::Apply { common, .. } | Command::Status { common, .. } => {
-            Some((common, None))
-        }
+        Command::Plan { common, .. }
+        | Command::Apply { common, .. }
+        | Command::Status { common, .. }
+        | Command::Render { common, .. } => Some((common, None)),
         Command::Run { common, listen } => Some((common, *listen)),
         Command::Validate { .. } => None,
     }
@@ -253,6 +262,7 @@ async fn dispatch(cli: Cli, mut settings: Settings) -> anyhow::Result<ExitCode> 
             output,
             ..
         } => cmd::status(settings, url, from_cluster, output == Output::Json).await,
+        Command::Render { store, .. } => cmd::render(settings, &store).await,
         Command::Validate { .. } => Ok(ExitCode::SUCCESS),
     }
 }
