@@ -299,8 +299,15 @@ pub async fn render(mut settings: Settings, store: &str) -> anyhow::Result<ExitC
     };
     let snapshot = daemon::read_source(&settings)?;
     // No kubeconfig or context: `helm template` must not depend on a cluster.
-    let helm =
-        storekeeper::helm::Helm::detect(&settings.helm.binary, None, None, settings.helm.timeout).await?;
+    let helm = storekeeper::helm::Helm::detect(&settings.helm.binary, None, None, settings.helm.timeout)
+        .await
+        .map_err(|e| {
+            // The message only: it already carries its cause.
+            anyhow::anyhow!(
+                "{e}. Next step: install helm 3 or 4, or pass --helm FILE (`scripts/test-tools \
+                 --helm-only` puts a pinned helm 4 in .tools/helm4)"
+            )
+        })?;
     match render::render(&settings, &snapshot, &name, &helm).await {
         Ok(r) => {
             print!("{}", r.text(helm.major()));

@@ -678,6 +678,19 @@ fn render_redacts_secret_values_and_reports_bad_or_unknown_stores() {
     );
     assert!(out.stdout.is_empty(), "{}", show(&out));
 
+    let out = render(
+        &machine,
+        &envs,
+        "shop",
+        &[flags[0], flags[1], "--helm", "/nonexistent/helm"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("Next step: install helm 3 or 4, or pass --helm FILE"),
+        "{}",
+        show(&out)
+    );
+
     let out = render(&machine, &envs, "nope", &flags);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
