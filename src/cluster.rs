@@ -16,11 +16,11 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::config::ClusterSettings;
-pub use connect::{ConnectError, Target};
-
-mod connect;
 use crate::spec::{Engine, StoreName};
 use crate::status::{Phase, StatusAnnotation};
+
+mod connect;
+pub use connect::{ConnectError, Target};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "storekeeper";
