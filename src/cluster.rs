@@ -10,15 +10,17 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use rand::Rng;
 use serde_json::json;
 
 use crate::config::ClusterSettings;
 use crate::spec::{Engine, StoreName};
 use crate::status::{Phase, StatusAnnotation};
+
+mod connect;
+pub use connect::{ConnectError, Target};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "storekeeper";
@@ -77,8 +79,9 @@ pub struct DeletionMark {
 /// An API failure. Retryable unless it is a 4xx other than 409/429.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cannot load kubeconfig: {0}")]
-    Config(String),
+    /// No client, or the API server did not answer: see [`ConnectError`].
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("kubernetes API: {0}")]
     Api(#[from] kube::Error),
     #[error("namespace {0} still exists after {1:?}")]
@@ -93,7 +96,7 @@ pub enum ClusterError {
 impl ClusterError {
     pub fn code(&self) -> &'static str {
         match self {
-            ClusterError::Config(_) => "kubeconfig",
+            ClusterError::Connect(e) => e.code(),
             ClusterError::Api(_) => "kube_api",
             ClusterError::NotGone(..) => "namespace_not_gone",
             ClusterError::Conflict(_) => "namespace_conflict",
@@ -101,28 +104,12 @@ impl ClusterError {
     }
 }
 
-/// Builds a client the way kubectl would: explicit kubeconfig and context when configured, else
-/// `$KUBECONFIG`, `~/.kube/config` or the in-cluster service account.
-pub async fn client(settings: &ClusterSettings) -> Result<Client, ClusterError> {
-    let opts = KubeConfigOptions {
-        context: settings.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let config = match &settings.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path).map_err(|e| ClusterError::Config(e.to_string()))?;
-            Config::from_custom_kubeconfig(kc, &opts)
-                .await
-                .map_err(|e| ClusterError::Config(e.to_string()))?
-        }
-        None if settings.context.is_some() => Config::from_kubeconfig(&opts)
-            .await
-            .map_err(|e| ClusterError::Config(e.to_string()))?,
-        None => Config::infer()
-            .await
-            .map_err(|e| ClusterError::Config(e.to_string()))?,
-    };
-    Client::try_from(config).map_err(ClusterError::Api)
+/// Builds a client the way kubectl would (the configured kubeconfig and context, else
+/// `$KUBECONFIG`, `~/.kube/config`, or the in-cluster service account) and checks that the API
+/// server answers, so that "no cluster" is found at once and said plainly, naming what was
+/// tried; see [`connect`].
+pub async fn client(settings: &ClusterSettings) -> Result<(Client, Target), ClusterError> {
+    Ok(connect::connect(settings).await?)
 }
 
 /// One of our namespaces, as last written.

@@ -1,4 +1,5 @@
-//! The cluster-facing subcommands: `plan`, `apply`, `run`.
+//! The cluster-facing subcommands: `plan`, `apply`, `run`, `status`; and `render`, which needs
+//! none.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use storekeeper::cluster::{ANN_APPROVED, Approval, ClusterOps};
-use storekeeper::config::Settings;
+use storekeeper::config::{Settings, SourceSettings};
 use storekeeper::daemon;
 use storekeeper::metrics::Metrics;
 use storekeeper::plan::{Action, Guard, Skip, Step};
@@ -323,7 +324,7 @@ pub async fn status(
     json_out: bool,
 ) -> anyhow::Result<ExitCode> {
     let doc = if from_cluster {
-        let client = storekeeper::cluster::client(&settings.cluster).await?;
+        let (client, _) = storekeeper::cluster::client(&settings.cluster).await?;
         let observed = storekeeper::cluster::Cluster::new(client).observe().await?;
         let stores: Vec<_> = observed
             .stores
@@ -389,4 +390,51 @@ fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
         anyhow::bail!("daemon answered: {}", head.lines().next().unwrap_or_default());
     }
     Ok(body.to_string())
+}
+
+/// `storekeeper render <store>`: exit 0 rendered, 1 error (an invalid store file prints its
+/// diagnostics). Needs helm and the charts, no cluster.
+pub async fn render(mut settings: Settings, store: &str) -> anyhow::Result<ExitCode> {
+    use storekeeper::render::{self, RenderError};
+    let path = std::path::Path::new(store);
+    let name = match (path.extension(), path.file_stem(), path.parent()) {
+        // A store file's path: its directory is the source (so host clashes still count).
+        (Some(ext), Some(stem), Some(dir)) if ext == "toml" && path.is_file() => {
+            let dir = if dir.as_os_str().is_empty() {
+                ".".as_ref()
+            } else {
+                dir
+            };
+            settings.source = SourceSettings::Directory {
+                path: dir.to_path_buf(),
+            };
+            stem.to_string_lossy().into_owned()
+        }
+        _ => store.to_string(),
+    };
+    let snapshot = daemon::read_source(&settings)?;
+    // No kubeconfig or context: `helm template` must not depend on a cluster.
+    let helm = storekeeper::helm::Helm::detect(&settings.helm.binary, None, None, settings.helm.timeout)
+        .await
+        .map_err(|e| {
+            // The message only: it already carries its cause.
+            anyhow::anyhow!(
+                "{e}. Next step: install helm 3 or 4, or pass --helm FILE (`scripts/test-tools \
+                 --helm-only` puts a pinned helm 4 in .tools/helm4)"
+            )
+        })?;
+    match render::render(&settings, &snapshot, &name, &helm).await {
+        Ok(r) => {
+            print!("{}", r.text(helm.major()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(RenderError::Invalid(e)) => {
+            for d in &e.diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!("error: {}", RenderError::Invalid(e));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

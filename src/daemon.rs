@@ -62,8 +62,10 @@ fn alive_after(settings: &Settings) -> Duration {
 }
 
 /// Connects to the cluster: the helm binary first (a wrong binary is a config error and fatal),
-/// then the API client, retried with backoff until it works or shutdown begins, each attempt
-/// logged and shown by `/readyz`. `None`: shutdown came first.
+/// then the API client, retried with backoff (1 s doubling to 30 s) until the API server answers
+/// or shutdown begins. Each attempt is logged and its reason shown by `/readyz`; each also
+/// counts as a heartbeat, so `/healthz` stays alive however long the cluster takes to appear.
+/// `None`: shutdown came first.
 pub async fn connect(
     settings: &Settings,
     metrics: &Arc<Metrics>,
@@ -73,8 +75,12 @@ pub async fn connect(
     let helm = detect_helm(settings, metrics).await?;
     let mut delay = Duration::from_secs(1);
     for attempt in 1u32.. {
+        health.heartbeat();
         match cluster::client(&settings.cluster).await {
-            Ok(client) => return Ok(Some((Arc::new(Cluster::new(client)), Arc::new(helm)))),
+            Ok((client, target)) => {
+                info!(attempt, cluster = %target, "connected to the cluster");
+                return Ok(Some((Arc::new(Cluster::new(client)), Arc::new(helm))));
+            }
             Err(e) => {
                 health.cluster_failed(e.to_string());
                 warn!(attempt, error = %e, retry_in_s = delay.as_secs(), "cannot connect to the cluster; retrying");
@@ -101,13 +107,14 @@ async fn detect_helm(settings: &Settings, metrics: &Arc<Metrics>) -> anyhow::Res
     Ok(helm.with_metrics(Arc::clone(metrics)))
 }
 
-/// Connects once, for the one-shot commands (`plan`, `apply`): no retry, the error is the answer.
+/// Connects once, for the one-shot commands (`plan`, `apply`): no retry, the error (the same
+/// one the daemon shows) is the answer.
 pub async fn connect_once(
     settings: &Settings,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<(Arc<Cluster>, Arc<Helm>)> {
     let helm = detect_helm(settings, metrics).await?;
-    let client = cluster::client(&settings.cluster).await?;
+    let (client, _) = cluster::client(&settings.cluster).await?;
     Ok((Arc::new(Cluster::new(client)), Arc::new(helm)))
 }
 

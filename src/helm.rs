@@ -307,6 +307,24 @@ impl Helm {
         Ok(if v.is_null() { serde_json::json!({}) } else { v })
     }
 
+    /// `helm template`: the manifests of a release rendered without a cluster (the charts'
+    /// `lookup` finds nothing), values from files as for an install.
+    pub async fn template(
+        &self,
+        release: &str,
+        namespace: &str,
+        chart: &Path,
+        values_files: &[PathBuf],
+    ) -> Result<String, HelmError> {
+        let mut args: Vec<OsString> = vec!["template".into(), release.into(), chart.into()];
+        args.extend(["-n", namespace].map(OsString::from));
+        for f in values_files {
+            args.push(OsString::from("-f"));
+            args.push(f.as_os_str().to_owned());
+        }
+        self.run_os(&args, self.quick()).await
+    }
+
     fn quick(&self) -> Duration {
         Duration::from_secs(60).min(self.timeout + GRACE)
     }
@@ -471,6 +489,7 @@ fn operation(subcommand: &str) -> &'static str {
         "get" => "get_values",
         "list" => "list",
         "version" => "version",
+        "template" => "template",
         _ => "other",
     }
 }

@@ -19,6 +19,7 @@ pub mod page;
 pub mod plan;
 pub mod reconcile;
 pub mod record;
+pub mod render;
 pub mod runner;
 pub mod sdnotify;
 pub mod server;

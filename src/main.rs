@@ -81,6 +81,14 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Print what a store would get, with no cluster: its values (secrets redacted) and the
+    /// manifests `helm template` renders from them. Exit 0: rendered; 1: error.
+    Render {
+        /// The store's name (or the path of its file, e.g. stores.d/chai-corner.toml).
+        store: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Show every store's status: from a running daemon's /stores, or with --from-cluster from
     /// the namespace annotations.
     Status {
@@ -147,8 +155,11 @@ impl Common {
 }
 
 fn init_logs(format: LogFormat) {
+    // kube's HTTP layer logs every failed request at ERROR before returning the error, which
+    // storekeeper then reports with its context (e.g. the unreachable API server, the kubeconfig
+    // and the next step): by default only the latter is shown.
     let filter = tracing_subscriber::EnvFilter::try_from_env("STOREKEEPER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_client::client::builder=off"));
     // Colours only on a terminal: journald and log shippers want plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -218,7 +229,8 @@ fn common_of(command: &Command) -> Option<(&Common, Option<std::net::SocketAddr>
         Command::Plan { common, .. }
         | Command::Apply { common, .. }
         | Command::Status { common, .. }
-        | Command::ApproveDeletion { common, .. } => Some((common, None)),
+        | Command::ApproveDeletion { common, .. }
+        | Command::Render { common, .. } => Some((common, None)),
         Command::Run { common, listen } => Some((common, *listen)),
         Command::Validate { .. } => None,
     }
@@ -274,6 +286,7 @@ async fn dispatch(cli: Cli, mut settings: Settings) -> anyhow::Result<ExitCode> 
             by,
             ..
         } => cmd::approve_deletion(settings, &names, all_blocked, by).await,
+        Command::Render { store, .. } => cmd::render(settings, &store).await,
         Command::Validate { .. } => Ok(ExitCode::SUCCESS),
     }
 }

@@ -38,7 +38,10 @@ impl FakeCluster {
         match fail.get_mut(kind) {
             Some(n) if *n > 0 => {
                 *n -= 1;
-                Err(ClusterError::Config(format!("injected {kind} failure")))
+                Err(ClusterError::NotGone(
+                    format!("injected {kind} failure"),
+                    Duration::ZERO,
+                ))
             }
             _ => Ok(()),
         }

@@ -25,6 +25,9 @@ mod protobuf;
 mod selector;
 mod store;
 pub mod tools;
+/// Writes a kubeconfig for a server URL, as [`TestApi`] does for its own (e.g. for an address
+/// a server will be started on later).
+pub use kubeconfig::write as write_kubeconfig;
 mod validation;
 
 use std::net::SocketAddr;
@@ -82,6 +85,14 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl TestApi {
     /// Starts a server on `127.0.0.1:0` and writes its kubeconfig into a fresh tempdir.
     pub fn start() -> TestApi {
+        TestApi::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).expect("start the test server")
+    }
+
+    /// Starts a server listening on `addr` (port 0: any free port), e.g. on the address a
+    /// client was told about before the server existed, and writes its kubeconfig into a fresh
+    /// tempdir. Fails as a real server would when the address cannot be bound (in use, not
+    /// local).
+    pub fn start_on(addr: SocketAddr) -> std::io::Result<TestApi> {
         let shared = Arc::new(Shared::default());
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -89,31 +100,36 @@ impl TestApi {
         let thread = std::thread::Builder::new()
             .name("testbed-api".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("build the test server runtime");
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => return drop(addr_tx.send(Err(e))),
+                };
                 rt.block_on(async move {
-                    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind the test server");
-                    let addr = listener.local_addr().expect("local address");
-                    let _ = addr_tx.send(addr);
+                    let bound = bind(addr).and_then(|l| Ok((l.local_addr()?, l)));
+                    let (addr, listener) = match bound {
+                        Ok(b) => b,
+                        Err(e) => return drop(addr_tx.send(Err(e))),
+                    };
+                    let _ = addr_tx.send(Ok(addr));
                     serve(server_shared, listener, addr, control_rx).await;
                 });
-            })
-            .expect("spawn the test server thread");
-        let addr = addr_rx.recv().expect("test server failed to start");
+            })?;
+        let addr = match addr_rx.recv() {
+            Ok(r) => r?,
+            Err(_) => return Err(std::io::Error::other("the test server thread died")),
+        };
         let url = format!("http://{addr}");
-        let dir = tempfile::tempdir().expect("create the kubeconfig tempdir");
+        let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
-        kubeconfig::write(&kubeconfig, &url).expect("write the kubeconfig");
-        TestApi {
+        kubeconfig::write(&kubeconfig, &url)?;
+        Ok(TestApi {
             shared,
             url,
             kubeconfig,
             _dir: dir,
             control: Some(control_tx),
             thread: Some(thread),
-        }
+        })
     }
 
     /// `http://127.0.0.1:PORT`

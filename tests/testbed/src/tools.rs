@@ -54,9 +54,14 @@ pub struct HelmEnv {
 
 impl HelmEnv {
     pub fn new(api: &TestApi, major: u8) -> HelmEnv {
+        HelmEnv::for_kubeconfig(api.kubeconfig(), major)
+    }
+
+    /// The same for any kubeconfig, e.g. one written before its server exists.
+    pub fn for_kubeconfig(kubeconfig: &Path, major: u8) -> HelmEnv {
         let helm = helm(major);
         let dir = tempfile::tempdir().expect("create a helm home tempdir");
-        let mut envs = vec![("KUBECONFIG".to_string(), api.kubeconfig().as_os_str().to_owned())];
+        let mut envs = vec![("KUBECONFIG".to_string(), kubeconfig.as_os_str().to_owned())];
         for (var, sub) in [
             ("HELM_CACHE_HOME", "cache"),
             ("HELM_CONFIG_HOME", "config"),
