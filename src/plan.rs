@@ -257,7 +257,9 @@ pub struct Input<'a> {
     pub limits: &'a Limits,
     /// The snapshot's revision (named in the reasons of blocked deletions).
     pub revision: &'a str,
-    /// When each new store was first seen, so the oldest waits least under a cap.
+    /// When each store was first seen in its current in-between state: new (a file, no
+    /// namespace) or gone (a namespace, no file). The oldest new store goes first under a cap;
+    /// a new and a gone store first seen together came from one change (a possible rename).
     pub first_seen: &'a BTreeMap<StoreName, jiff::Timestamp>,
     pub now: jiff::Timestamp,
 }

@@ -64,7 +64,7 @@ pub struct Planner<C, H> {
     cluster: Arc<C>,
     helm: Arc<H>,
     memo: Mutex<HashMap<StoreName, Memo>>,
-    /// When each store without a namespace was first seen (the order under a policy cap).
+    /// When each store was first seen new or gone (the order under a cap; renames).
     first_seen: Mutex<BTreeMap<StoreName, jiff::Timestamp>>,
 }
 
@@ -153,7 +153,8 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
         })
     }
 
-    /// Remembers when each new store (a file, no namespace) was first seen.
+    /// Remembers when each store was first seen new (a file, no namespace) or gone (a
+    /// namespace, no file); see `plan::Input::first_seen`.
     fn first_seen(
         &self,
         desired: &BTreeMap<StoreName, Result<Desired, SpecError>>,
@@ -161,8 +162,9 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
         now: jiff::Timestamp,
     ) -> BTreeMap<StoreName, jiff::Timestamp> {
         let mut seen = self.first_seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|n, _| desired.contains_key(n) && !observed.contains_key(n));
-        for n in desired.keys().filter(|n| !observed.contains_key(*n)) {
+        let between = |n: &StoreName| desired.contains_key(n) != observed.contains_key(n);
+        seen.retain(|n, _| between(n));
+        for n in desired.keys().chain(observed.keys()).filter(|n| between(n)) {
             seen.entry(n.clone()).or_insert(now);
         }
         seen.clone()

@@ -8,7 +8,8 @@
 //!    skips the grace period: it is the deliberate act the rules wait for;
 //! 5. an empty snapshot (while stores exist) deletes nothing;
 //! 6. a store file with an invalid name might be any store renamed: nothing is deleted;
-//! 7. a new store with the same spec apart from its name is probably this one renamed: the
+//! 7. a store added by the change that removed this one (both first seen in the same plan), with
+//!    the same spec apart from its name, is probably this one renamed: the
 //!    deletion is held (recorded on the namespace, since the evidence is gone once the new store
 //!    exists), and the new store is created one plan later, once the hold is written;
 //! 8. the circuit breaker: when more stores than `reconcile.max_deletions` are left after the
@@ -41,10 +42,10 @@ pub(super) fn decide_orphans(
         match individual(input, name, o, &renamed) {
             Some(d) => {
                 if d.action == Action::HoldDeletion
-                    && let Some(new) = o.identity.as_deref().and_then(|id| renamed.get(id))
+                    && let Some(new) = &d.related
                 {
                     let why = format!("waits until the possible rename of {name} is recorded");
-                    deferred.insert((*new).clone(), Decision::new(Action::Skip(Skip::Deferred), why));
+                    deferred.insert(new.clone(), Decision::new(Action::Skip(Skip::Deferred), why));
                 }
                 out.insert(name.clone(), d);
             }
@@ -78,14 +79,34 @@ pub(super) fn cancel_if_marked(o: &ObservedStore) -> Option<Decision> {
     ))
 }
 
-/// Identities of new stores (a file, no namespace yet), each with the new store's name.
-fn new_identities<'a>(input: &'a Input<'_>) -> BTreeMap<&'a str, &'a StoreName> {
-    input
+/// Identities of new stores (a file, no namespace yet), with when each was first seen.
+fn new_identities<'a>(input: &'a Input<'_>) -> BTreeMap<&'a str, Vec<&'a StoreName>> {
+    let mut out: BTreeMap<&str, Vec<&StoreName>> = BTreeMap::new();
+    for (n, d) in input
         .desired
         .iter()
         .filter(|(n, _)| !input.observed.contains_key(*n))
-        .filter_map(|(n, d)| Some((d.as_ref().ok()?.identity.as_str(), n)))
-        .collect()
+    {
+        if let Ok(d) = d {
+            out.entry(d.identity.as_str()).or_default().push(n);
+        }
+    }
+    out
+}
+
+/// The new store that came with `name`'s removal in one change and has its spec: a rename.
+fn renamed_to<'a>(
+    input: &Input<'_>,
+    name: &StoreName,
+    o: &ObservedStore,
+    renamed: &BTreeMap<&str, Vec<&'a StoreName>>,
+) -> Option<&'a StoreName> {
+    let gone_since = input.first_seen.get(name)?;
+    let candidates = renamed.get(o.identity.as_deref()?)?;
+    candidates
+        .iter()
+        .copied()
+        .find(|new| input.first_seen.get(*new) == Some(gone_since))
 }
 
 /// Rules 1–7, which look at one store at a time. `None`: the store goes on to the breaker.
@@ -93,7 +114,7 @@ fn individual(
     input: &Input<'_>,
     name: &StoreName,
     o: &ObservedStore,
-    renamed: &BTreeMap<&str, &StoreName>,
+    renamed: &BTreeMap<&str, Vec<&StoreName>>,
 ) -> Option<Decision> {
     let guarded = |g: Guard, why: String| {
         Decision::new(Action::Skip(Skip::Guarded(g)), why).hint(approve(&[name.as_str()]))
@@ -140,12 +161,12 @@ fn individual(
         );
         return Some(guarded(Guard::PossibleRename, why));
     }
-    let new = o.identity.as_deref().and_then(|id| renamed.get(id))?;
+    let new = renamed_to(input, name, o, renamed)?;
     let why = rename_reason(input, name, new);
     Some(
         Decision::new(Action::HoldDeletion, why)
             .hint(approve(&[name.as_str()]))
-            .related((*new).clone()),
+            .related(new.clone()),
     )
 }
 

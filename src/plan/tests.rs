@@ -320,6 +320,14 @@ fn a_new_store_with_the_same_spec_blocks_the_old_ones_deletion_as_a_rename() {
     if let Some(o) = w.observed.get_mut(&name("shop")) {
         o.identity = Some(old_identity);
     }
+    // Not one change: my-shop was there before shop's file went.
+    w.first_seen
+        .insert(name("my-shop"), w.now - jiff::SignedDuration::from_secs(60));
+    w.first_seen.insert(name("shop"), w.now);
+    w.limits.max_deletions = 10;
+    assert_eq!(w.step("shop").action, Action::Delete);
+    // One change: both first seen in the same plan.
+    w.first_seen.insert(name("my-shop"), w.now);
     w.limits.max_deletions = 10;
     // First the hold is recorded, and the new store waits for it.
     assert_eq!(
@@ -422,6 +430,9 @@ fn the_guards_apply_in_their_order() {
     let mut w = base().want("x2", "");
     w.unnamed = true;
     set(&mut w, &|o| o.identity = Some(mk_desired("x", "").identity));
+    let now = w.now;
+    w.first_seen.insert(name("x"), now);
+    w.first_seen.insert(name("x2"), now);
     assert_eq!(w.step("x").action, guarded(Guard::UnnamedFiles));
     // 7. a rename is held on its own and does not count toward the breaker.
     w.unnamed = false;
