@@ -38,6 +38,8 @@ pub const ANN_STATUS: &str = "storekeeper.dev/status";
 pub const ANN_APPROVED: &str = "storekeeper.dev/deletion-approved";
 /// The store's file is gone and it waits out the grace period: [`DeletionMark`].
 pub const ANN_PENDING_DELETION: &str = "storekeeper.dev/pending-deletion";
+/// `storekeeper suspend`: the daemon leaves the store alone, overriding its file: [`Suspension`].
+pub const ANN_SUSPENDED: &str = "storekeeper.dev/suspended";
 /// A deletion held back by a guard that must outlast the change that tripped it (a possible
 /// rename): [`DeletionHold`].
 pub const ANN_DELETION_HOLD: &str = "storekeeper.dev/deletion-hold";
@@ -51,6 +53,14 @@ pub const ANN_IDENTITY: &str = "storekeeper.dev/identity-hash";
 pub struct Approval {
     pub at: jiff::Timestamp,
     pub revision: String,
+    pub by: String,
+}
+
+/// An operator's emergency stop for one store (`storekeeper suspend`); `storekeeper resume`
+/// removes it. A `suspend = true` in the store file keeps the store suspended either way.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Suspension {
+    pub at: jiff::Timestamp,
     pub by: String,
 }
 
@@ -130,6 +140,7 @@ pub struct ObservedStore {
     pub approval: Option<Approval>,
     pub pending_deletion: Option<DeletionMark>,
     pub hold: Option<DeletionHold>,
+    pub suspended: Option<Suspension>,
     /// [`ANN_IDENTITY`] as last applied.
     pub identity: Option<String>,
     /// [`OWNER_LABEL`].
@@ -161,13 +172,10 @@ impl ObservedStore {
                 status: ann.get(ANN_STATUS).and_then(|s| StatusAnnotation::parse(s)),
                 terminating: meta.deletion_timestamp.is_some()
                     || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"),
-                approval: ann.get(ANN_APPROVED).and_then(|a| serde_json::from_str(a).ok()),
-                pending_deletion: ann
-                    .get(ANN_PENDING_DELETION)
-                    .and_then(|a| serde_json::from_str(a).ok()),
-                hold: ann
-                    .get(ANN_DELETION_HOLD)
-                    .and_then(|a| serde_json::from_str(a).ok()),
+                approval: typed(&ann, ANN_APPROVED),
+                pending_deletion: typed(&ann, ANN_PENDING_DELETION),
+                hold: typed(&ann, ANN_DELETION_HOLD),
+                suspended: typed(&ann, ANN_SUSPENDED),
                 identity: get(ANN_IDENTITY),
                 owner,
                 created: meta.creation_timestamp.as_ref().map(|t| t.0),
@@ -179,6 +187,11 @@ impl ObservedStore {
     pub fn is_ready(&self) -> bool {
         self.status.as_ref().is_some_and(|s| s.phase == Phase::Ready)
     }
+}
+
+/// A JSON annotation; `None` when missing or unreadable (someone else's edit is ignored).
+fn typed<T: serde::de::DeserializeOwned>(ann: &BTreeMap<String, String>, key: &str) -> Option<T> {
+    ann.get(key).and_then(|a| serde_json::from_str(a).ok())
 }
 
 /// What one look at the cluster's namespaces shows.

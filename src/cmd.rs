@@ -253,7 +253,7 @@ fn approvable(work: Option<&storekeeper::runner::Work>) -> Result<&str, String> 
 }
 
 /// Who approves: the kubeconfig user of the current (or configured) context, else `$USER`.
-fn approver(settings: &Settings) -> String {
+pub(crate) fn approver(settings: &Settings) -> String {
     let kubeconfig = match &settings.cluster.kubeconfig {
         Some(p) => kube::config::Kubeconfig::read_from(p).ok(),
         None => kube::config::Kubeconfig::read().ok(),
@@ -316,80 +316,93 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `storekeeper status`: a table (or JSON) of every store.
+/// `storekeeper status`: a table (or JSON) of every store; with `watch`, again every 2 s until
+/// interrupted.
 pub async fn status(
     settings: Settings,
     url: Option<String>,
     from_cluster: bool,
     json_out: bool,
+    watch: bool,
 ) -> anyhow::Result<ExitCode> {
-    let doc = if from_cluster {
-        let (client, _) = storekeeper::cluster::client(&settings.cluster).await?;
-        let observed = storekeeper::cluster::Cluster::new(client).observe().await?;
-        let stores: Vec<_> = observed
-            .stores
-            .iter()
-            .map(|(name, o)| {
-                let st = o.status.as_ref();
-                json!({
-                    "name": name,
-                    "phase": st.map(|s| s.phase.as_str()),
-                    "reason": st.map(|s| &s.reason),
-                    "last_transition": st.map(|s| s.since.to_string()),
-                    "last_error": st.and_then(|s| s.error.as_ref()),
-                    "revision": o.revision,
-                    "protected": o.protected,
-                })
-            })
-            .collect();
-        json!({ "stores": stores })
-    } else {
-        let base = url.unwrap_or_else(|| format!("http://{}", settings.http.listen));
-        serde_json::from_str(&http_get(&base, "/stores")?)?
-    };
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(ExitCode::SUCCESS);
+    loop {
+        let doc = status_doc(&settings, url.clone(), from_cluster).await?;
+        if watch {
+            print!("\x1b[2J\x1b[H");
+        }
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        } else {
+            print_status(&doc);
+        }
+        if !watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
-    println!("{:<24} {:<13} {:<22} REASON", "STORE", "PHASE", "REVISION");
-    for s in doc["stores"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let text = |k: &str| s[k].as_str().unwrap_or("-").to_string();
-        println!(
-            "{:<24} {:<13} {:<22} {}",
-            text("name"),
-            text("phase"),
-            text("revision"),
-            text("reason")
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
-/// A minimal HTTP/1.1 GET over a plain TCP connection to the daemon (loopback, no TLS).
-fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-    let authority = base
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow::anyhow!("--url must start with http://"))?;
-    let authority = authority.trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(authority).map_err(|e| {
-        anyhow::anyhow!("cannot reach the daemon at {base}: {e} (is `storekeeper run` running?)")
-    })?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.take(16 * 1024 * 1024).read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("malformed HTTP response"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        anyhow::bail!("daemon answered: {}", head.lines().next().unwrap_or_default());
+async fn status_doc(
+    settings: &Settings,
+    url: Option<String>,
+    from_cluster: bool,
+) -> anyhow::Result<serde_json::Value> {
+    if !from_cluster {
+        let base = url.unwrap_or_else(|| format!("http://{}", settings.http.listen));
+        return Ok(serde_json::from_str(&crate::verbs::request(
+            settings, &base, "GET", "/stores",
+        )?)?);
     }
-    Ok(body.to_string())
+    let (client, _) = storekeeper::cluster::client(&settings.cluster).await?;
+    let observed = storekeeper::cluster::Cluster::new(client).observe().await?;
+    let stores: Vec<_> = observed
+        .stores
+        .iter()
+        .map(|(name, o)| {
+            let st = o.status.as_ref();
+            json!({
+                "name": name,
+                "phase": st.map(|s| s.phase.as_str()),
+                "reason": st.map(|s| &s.reason),
+                "last_transition": st.map(|s| s.since.to_string()),
+                "last_error": st.and_then(|s| s.error.as_ref()),
+                "revision": o.revision,
+                "protected": o.protected,
+                "owner": o.owner,
+                "created": o.created.map(|t| t.to_string()),
+                "deletion_deadline": o.pending_deletion.as_ref().map(|m| m.deadline.to_string()),
+            })
+        })
+        .collect();
+    Ok(json!({ "stores": stores }))
+}
+
+fn print_status(doc: &serde_json::Value) {
+    println!(
+        "{:<24} {:<16} {:<12} {:<40} {:<8} {:<22} REASON",
+        "STORE", "PHASE", "OWNER", "URL", "AGE", "REVISION"
+    );
+    let now = jiff::Timestamp::now();
+    for s in doc["stores"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let text = |k: &str| s[k].as_str().unwrap_or("-").to_string();
+        let age = s["created"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map_or("-".to_string(), |t| storekeeper::page::age(t, now));
+        let mut reason = text("reason");
+        if let Some(d) = s["deletion_deadline"].as_str() {
+            reason = format!("{reason} (deleted at {d})");
+        }
+        println!(
+            "{:<24} {:<16} {:<12} {:<40} {:<8} {:<22} {reason}",
+            text("name"),
+            text("phase"),
+            text("owner"),
+            text("url"),
+            age,
+            text("revision"),
+        );
+    }
 }
 
 /// `storekeeper render <store>`: exit 0 rendered, 1 error (an invalid store file prints its

@@ -17,18 +17,21 @@ use tracing::{error, info, warn};
 
 use crate::cluster::{self, Cluster};
 use crate::config::{Settings, SourceSettings};
+use crate::events::{EventsTask, KubeEvents};
 use crate::execute::Executor;
 use crate::helm::Helm;
 use crate::leader::{Leader, LeaderConfig};
 use crate::metrics::Metrics;
+use crate::notify::NotifierTasks;
 use crate::reconcile::Planner;
-use crate::record::{Recorder, Statuses};
+use crate::record::{OperationLog, Outlets, Recorder, Statuses};
 use crate::runner::Runner;
 use crate::sdnotify::{self, Notifier};
 use crate::server::{self, AppState, Health, WebhookHandler, WebhookReject};
 use crate::source::live::{Poll, Source};
 use crate::source::webhook::{RateLimiter, ReplayGuard, WebhookError};
 use crate::source::{self, Snapshot};
+use crate::spec::StoreName;
 use crate::status::Phase;
 
 /// The runner and planner the daemon and the one-shot commands use.
@@ -135,6 +138,37 @@ pub fn executor(
     }
 }
 
+/// What the daemon's parts share: the metrics, readiness, every store's status and the last
+/// operations (which the HTTP server shows), the last plan's time, and reconcile requests.
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    statuses: Statuses,
+    operations: OperationLog,
+    planned_at: Arc<Mutex<Option<jiff::Timestamp>>>,
+    requests: Arc<Requests>,
+}
+
+/// What `POST /reconcile` asked for, taken by the next plan: `Some(empty)` means every store.
+#[derive(Default)]
+struct Requests(Mutex<Option<Vec<StoreName>>>);
+
+impl Requests {
+    fn ask(&self, stores: Vec<StoreName>) {
+        let mut pending = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match pending.as_mut() {
+            Some(all) if all.is_empty() => {}
+            Some(named) if !stores.is_empty() => named.extend(stores),
+            _ => *pending = Some(stores),
+        }
+    }
+
+    fn take(&self) -> Option<Vec<StoreName>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// Runs until `shutdown` turns true; in-flight operations finish before it returns.
 /// `bound` receives the HTTP server's address once it listens.
 pub async fn run(
@@ -143,48 +177,126 @@ pub async fn run(
     bound: oneshot::Sender<SocketAddr>,
     reload: Option<Reload>,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::new(stale_after(&settings), alive_after(&settings)));
-    let statuses: Statuses = Arc::default();
+    let shared = Shared {
+        metrics: Arc::new(Metrics::new()),
+        health: Arc::new(Health::new(stale_after(&settings), alive_after(&settings))),
+        statuses: Statuses::default(),
+        operations: OperationLog::default(),
+        planned_at: Arc::default(),
+        requests: Arc::default(),
+    };
     // Two wake-up paths: file events and webhooks wake the source reader; a new snapshot and
     // the end of an operation wake the planner.
     let (plan_tx, plan_rx) = mpsc::channel(1);
     let reader = SourceReader {
-        metrics: Arc::clone(&metrics),
-        health: Arc::clone(&health),
+        metrics: Arc::clone(&shared.metrics),
+        health: Arc::clone(&shared.health),
         source_revision: Arc::default(),
         snapshots: Arc::new(watch::channel(None).0),
         plan: plan_tx.clone(),
     };
     let (source, wake) = reader.open(&settings);
-    let state = AppState {
-        metrics: Arc::clone(&metrics),
-        health: Arc::clone(&health),
-        statuses: Arc::clone(&statuses),
-        source_revision: Arc::clone(&reader.source_revision),
-        webhook: webhook_handler(&settings, &source, wake.tx.clone())?,
-    };
-    // The server outlives the drain (so /readyz can say "shutting down"); it stops last.
-    let (server_stop, server_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(server::serve(settings.http.listen, state, server_stop_rx, bound));
-    let side = SideTasks::spawn(&health, &shutdown, server_stop);
+    let (server, server_stop) = start_server(&settings, &shared, &reader, &source, &wake, bound)?;
+    let side = SideTasks::spawn(&shared.health, &shutdown, server_stop);
     // The source is read from the start, so /stores and /readyz tell about it while the
     // cluster is still out of reach.
     let source_task = reader.spawn(&settings, source, wake, shutdown.clone());
-    metrics.up.set(1);
-    let result = match connect(&settings, &metrics, &health, &mut shutdown).await? {
+    shared.metrics.up.set(1);
+    let result = match connect(&settings, &shared.metrics, &shared.health, &mut shutdown).await? {
         None => Ok(()),
         Some(conn) => {
-            let notifier = side.notifier.clone();
-            let lp = Loop::new(settings, conn, reader, source_task, statuses, plan_tx, notifier);
+            let lp = Loop::new(
+                settings,
+                conn,
+                &shared,
+                reader,
+                source_task,
+                plan_tx,
+                side.notifier.clone(),
+            )?;
             lp.run(shutdown, plan_rx, reload, server).await
         }
     };
-    health.shutting_down();
-    metrics.up.set(0);
+    shared.health.shutting_down();
+    shared.metrics.up.set(0);
     side.stop();
     info!("storekeeper stopped");
     result
+}
+
+/// Starts the outlets every outcome is told to: the `[[notify]]` targets and Kubernetes Events.
+fn start_outlets(
+    settings: &Settings,
+    cluster: &Cluster,
+    metrics: &Metrics,
+) -> anyhow::Result<(Outlets, (NotifierTasks, EventsTask))> {
+    let (notifier, notify_tasks) = crate::notify::Notifier::start(&settings.notify, &metrics.notify)?;
+    let (instance, _) = crate::leader::instance_name();
+    let (events, events_task) = KubeEvents::start(cluster.client(), &instance, &metrics.events);
+    let outlets: Outlets = vec![Arc::new(notifier), Arc::new(events)];
+    Ok((outlets, (notify_tasks, events_task)))
+}
+
+/// Waits a little for the notification and Event workers to send what is queued.
+async fn finish_outlets(outlets: Option<(NotifierTasks, EventsTask)>) {
+    let Some((notify, events)) = outlets else {
+        return;
+    };
+    let grace = Duration::from_secs(5);
+    let aborted = notify.finish(grace).await;
+    if aborted > 0 || !events.finish(grace).await {
+        warn!("notifications or Kubernetes Events still queued at shutdown were dropped");
+    }
+}
+
+/// Spawns the HTTP server (the status page behind `[http] token_file` when set). It outlives
+/// the drain, so `/readyz` can say "shutting down"; it stops last.
+fn start_server(
+    settings: &Settings,
+    shared: &Shared,
+    reader: &SourceReader,
+    source: &Source,
+    wake: &Wake,
+    bound: oneshot::Sender<SocketAddr>,
+) -> anyhow::Result<(JoinHandle<std::io::Result<()>>, watch::Sender<bool>)> {
+    let (requests, fetch, source_wake, plan) = (
+        Arc::clone(&shared.requests),
+        source.fetch_flag(),
+        wake.tx.clone(),
+        reader.plan.clone(),
+    );
+    let reconcile: server::ReconcileHandler = Arc::new(move |stores| {
+        requests.ask(stores);
+        if let Some(f) = &fetch {
+            f.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let _ = source_wake.try_send(());
+        let _ = plan.try_send(());
+    });
+    let state = AppState {
+        metrics: Arc::clone(&shared.metrics),
+        health: Arc::clone(&shared.health),
+        statuses: Arc::clone(&shared.statuses),
+        source_revision: Arc::clone(&reader.source_revision),
+        webhook: webhook_handler(settings, source, wake.tx.clone())?,
+        operations: Arc::clone(&shared.operations),
+        planned_at: Arc::clone(&shared.planned_at),
+        reconcile: Some(reconcile),
+    };
+    let token = match &settings.http.token_file {
+        Some(path) => Some(Arc::new(server::AccessToken::load(path)?)),
+        None => None,
+    };
+    let page = server::PageOptions { view: None, token };
+    let (stop, stop_rx) = watch::channel(false);
+    let handle = tokio::spawn(server::serve_with(
+        settings.http.listen,
+        state,
+        page,
+        stop_rx,
+        bound,
+    ));
+    Ok((handle, stop))
 }
 
 /// The daemon's helpers beside the loop: readiness off at the first signal, the systemd
@@ -238,6 +350,9 @@ struct Loop {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     notifier: Option<Notifier>,
+    shared: Shared,
+    /// The notification and Event workers, finished after the drain.
+    outlets: Option<(NotifierTasks, EventsTask)>,
     last_resync: Option<Instant>,
     announced_ready: bool,
     last_summary: String,
@@ -253,24 +368,27 @@ impl Loop {
     fn new(
         settings: Settings,
         (cluster, helm): (Arc<Cluster>, Arc<Helm>),
+        shared: &Shared,
         reader: SourceReader,
         source_task: JoinHandle<()>,
-        statuses: Statuses,
         plan: mpsc::Sender<()>,
         notifier: Option<Notifier>,
-    ) -> Loop {
-        let metrics = Arc::clone(&reader.metrics);
-        let recorder = Arc::new(Recorder::new(
+    ) -> anyhow::Result<Loop> {
+        let metrics = Arc::clone(&shared.metrics);
+        let (outlets, tasks) = start_outlets(&settings, &cluster, &metrics)?;
+        let recorder = Recorder::new(
             Arc::clone(&cluster),
             Arc::clone(&metrics),
-            statuses,
-        ));
+            Arc::clone(&shared.statuses),
+        )
+        .with(Arc::clone(&shared.operations), outlets);
+        let recorder = Arc::new(recorder);
         let exec = executor(&settings, &cluster, &helm, &recorder, &metrics);
         let runner = Arc::new(Runner::new(exec, settings.helm.max_concurrent.get(), Some(plan)));
-        Loop {
+        Ok(Loop {
             planner: Planner::new(settings.clone(), Arc::clone(&cluster), Arc::clone(&helm)),
             snapshots: reader.snapshots.subscribe(),
-            health: Arc::clone(&reader.health),
+            health: Arc::clone(&shared.health),
             settings,
             cluster,
             helm,
@@ -280,10 +398,12 @@ impl Loop {
             source_task,
             metrics,
             notifier,
+            shared: shared.clone(),
+            outlets: Some(tasks),
             last_resync: None,
             announced_ready: false,
             last_summary: String::new(),
-        }
+        })
     }
 
     async fn run(
@@ -338,6 +458,11 @@ impl Loop {
         let _ = drained_tx.send(true);
         let released = async { while leading.changed().await.is_ok() {} };
         let _ = tokio::time::timeout(Duration::from_secs(5), released).await;
+        // Dropping the loop drops the runner and the recorder, and with them every outlet
+        // sender: the workers then send what is queued, briefly.
+        let outlets = self.outlets.take();
+        drop(self);
+        finish_outlets(outlets).await;
         outcome
     }
 
@@ -369,9 +494,15 @@ impl Loop {
             return;
         };
         let started = Instant::now();
-        let resync = self
-            .last_resync
-            .is_none_or(|t| t.elapsed() >= self.settings.reconcile.resync_interval);
+        let asked = self.shared.requests.take();
+        if let Some(stores) = &asked {
+            info!(stores = stores.len(), "Reconcile requested");
+            self.runner.retry_now(stores);
+        }
+        let resync = asked.is_some()
+            || self
+                .last_resync
+                .is_none_or(|t| t.elapsed() >= self.settings.reconcile.resync_interval);
         let epoch = self.runner.epoch();
         let running = self.runner.running();
         match self.planner.plan(&snapshot, resync, &running, epoch).await {
@@ -383,6 +514,9 @@ impl Loop {
                 let gone = self.gone(&planned);
                 self.runner.submit(planned).await;
                 self.runner.forget(&gone).await;
+                if let Ok(mut t) = self.shared.planned_at.lock() {
+                    *t = Some(jiff::Timestamp::now());
+                }
                 self.metrics.reconcile_cycles.with_label_values(&["ok"]).inc();
             }
             Err(e) => {

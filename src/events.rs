@@ -348,7 +348,7 @@ struct Worker {
 /// refuses new objects), so that last event goes to `default`, about the cluster-scoped
 /// Namespace.
 fn placement(ev: &StoreEvent) -> (&str, Option<String>) {
-    if ev.kind == EventKind::Deleted {
+    if ev.kind == EventKind::Deleted || !ev.namespace_exists {
         ("default", None)
     } else {
         (&ev.namespace, Some(ev.namespace.clone()))

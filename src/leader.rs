@@ -83,14 +83,13 @@ impl LeaderError {
     }
 }
 
-/// `$POD_NAME` when set (the chart sets it from the downward API), else
-/// `<hostname>_<8 random hex digits>` like client-go's `hostname_uuid`, so two processes on one
-/// host never share an identity.
-pub fn default_identity() -> String {
+/// `$POD_NAME` when set (the chart sets it from the downward API), else the host name: who
+/// this process is, for Kubernetes Events' `reportingInstance`. The one place `POD_NAME` is read.
+pub fn instance_name() -> (String, bool) {
     if let Ok(pod) = std::env::var("POD_NAME")
         && !pod.trim().is_empty()
     {
-        return pod.trim().to_string();
+        return (pod.trim().to_string(), true);
     }
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -99,7 +98,16 @@ pub fn default_identity() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "storekeeper".to_string());
-    format!("{host}_{:08x}", rand::rng().random::<u32>())
+    (host, false)
+}
+
+/// The pod name, else `<hostname>_<8 random hex digits>` like client-go's `hostname_uuid`, so
+/// two processes on one host never share an identity.
+pub fn default_identity() -> String {
+    match instance_name() {
+        (pod, true) => pod,
+        (host, false) => format!("{host}_{:08x}", rand::rng().random::<u32>()),
+    }
 }
 
 /// What one attempt does, given the Lease as read.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod cmd;
+mod verbs;
 
 use storekeeper::config::{Settings, SourceSettings};
 
@@ -102,6 +103,51 @@ enum Command {
         from_cluster: bool,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+        /// Refresh every 2 s until interrupted.
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Suspend a store for an emergency: the daemon leaves it alone (no install, upgrade or
+    /// delete) until `resume`, whatever its file says (an annotation on its namespace).
+    Suspend {
+        #[command(flatten)]
+        common: Common,
+        #[arg(value_name = "STORE")]
+        name: String,
+        /// Who suspends (default: the kubeconfig user, else $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Lift `suspend`. A `suspend = true` in the store file still keeps it suspended.
+    Resume {
+        #[command(flatten)]
+        common: Common,
+        #[arg(value_name = "STORE")]
+        name: String,
+    },
+    /// Ask the running daemon to fetch, plan and run now (the named stores, or all, lose their
+    /// backoff), wait until that is done, and print the outcome. Exit 1: a store failed.
+    Reconcile {
+        #[command(flatten)]
+        common: Common,
+        #[arg(value_name = "STORE")]
+        names: Vec<String>,
+        /// The daemon's address (default: http.listen from the config).
+        #[arg(long)]
+        url: Option<String>,
+        /// How long to wait, e.g. "10m".
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+    },
+    /// Print a store's recent operations from the running daemon.
+    Logs {
+        #[command(flatten)]
+        common: Common,
+        #[arg(value_name = "STORE")]
+        name: String,
+        /// The daemon's address (default: http.listen from the config).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -230,6 +276,10 @@ fn common_of(command: &Command) -> Option<(&Common, Option<std::net::SocketAddr>
         | Command::Apply { common, .. }
         | Command::Status { common, .. }
         | Command::ApproveDeletion { common, .. }
+        | Command::Suspend { common, .. }
+        | Command::Resume { common, .. }
+        | Command::Reconcile { common, .. }
+        | Command::Logs { common, .. }
         | Command::Render { common, .. } => Some((common, None)),
         Command::Run { common, listen } => Some((common, *listen)),
         Command::Validate { .. } => None,
@@ -278,8 +328,18 @@ async fn dispatch(cli: Cli, mut settings: Settings) -> anyhow::Result<ExitCode> 
             url,
             from_cluster,
             output,
+            watch,
             ..
-        } => cmd::status(settings, url, from_cluster, output == Output::Json).await,
+        } => cmd::status(settings, url, from_cluster, output == Output::Json, watch).await,
+        Command::Suspend { name, by, .. } => verbs::suspend(settings, &name, by).await,
+        Command::Resume { name, .. } => verbs::resume(settings, &name).await,
+        Command::Reconcile {
+            names, url, timeout, ..
+        } => {
+            let timeout = storekeeper::config::parse_duration(&timeout).map_err(anyhow::Error::msg)?;
+            verbs::reconcile(settings, &names, url, timeout).await
+        }
+        Command::Logs { name, url, .. } => verbs::logs(&settings, &name, url),
         Command::ApproveDeletion {
             names,
             all_blocked,

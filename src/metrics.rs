@@ -23,7 +23,9 @@ pub const NAMES: &[&str] = &[
     "storekeeper_deletions_total",
     "storekeeper_helm_operation_duration_seconds",
     "storekeeper_helm_operations_total",
+    "storekeeper_kube_events_total",
     "storekeeper_leader",
+    "storekeeper_notifications_total",
     "storekeeper_operations_in_flight",
     "storekeeper_owner_stores",
     "storekeeper_queue_depth",
@@ -56,6 +58,10 @@ pub struct Metrics {
     pub deletions: IntCounterVec,
     deletion_deadline: GaugeVec,
     owner_stores: IntGaugeVec,
+    /// `storekeeper_notifications_total{target,result}` (the notifier counts).
+    pub notify: crate::notify::NotifyMetrics,
+    /// `storekeeper_kube_events_total{result}` (the Events worker counts).
+    pub events: crate::events::EventMetrics,
     pub webhook_requests: IntCounterVec,
     pub up: IntGauge,
     pub leader: IntGauge,
@@ -218,6 +224,8 @@ impl Metrics {
             )?)?,
             webhook_requests: r.counters("storekeeper_webhook_requests_total", &["result"])?,
             owner_stores: r.gauges("storekeeper_owner_stores", &["owner"])?,
+            notify: crate::notify::NotifyMetrics::register(&r.0)?,
+            events: crate::events::EventMetrics::register(&r.0)?,
             up: r.gauge("storekeeper_up")?,
             leader: r.gauge("storekeeper_leader")?,
             queue_depth: r.gauge("storekeeper_queue_depth")?,
@@ -465,6 +473,7 @@ mod tests {
         pending.deletion_deadline = Some(jiff::Timestamp::UNIX_EPOCH);
         m.store_changed(&a, None, Some(&pending));
         m.reconcile_errors.with_label_values(&["helm_timeout"]).inc();
+        m.notify.get("ops", "sent");
         m.set_spec_errors(&[(a, 1)].into());
         m.reconcile_cycles.with_label_values(&["ok"]).inc();
         m.reconcile_duration.observe(0.1);

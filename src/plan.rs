@@ -274,7 +274,7 @@ pub fn needs_release_state(
     let (Some(d), Some(o)) = (desired, observed) else {
         return false;
     };
-    if d.spec.suspend || o.terminating {
+    if d.spec.suspend || o.suspended.is_some() || o.terminating {
         return false;
     }
     resync || o.applied_hash.as_deref() != Some(d.hash.as_str()) || !o.is_ready()
@@ -308,6 +308,15 @@ pub fn plan(input: &Input<'_>) -> Vec<Step> {
     }
     caps::apply(input, &mut steps);
     steps
+}
+
+/// The reason of a store suspended by `storekeeper suspend`.
+fn suspended_by(s: &crate::cluster::Suspension, name: &StoreName) -> String {
+    format!(
+        "suspended by {} at {} with storekeeper suspend (overrides the store file); \
+         `storekeeper resume {name}` lifts it",
+        s.by, s.at
+    )
 }
 
 /// A file that does not parse leaves its store exactly as it is; only a pending deletion is
@@ -352,6 +361,9 @@ fn decide_desired(
     }
     if d.spec.suspend {
         return Decision::new(Action::Skip(Skip::Suspended), "suspend = true in the store file");
+    }
+    if let Some(s) = observed.and_then(|o| o.suspended.as_ref()) {
+        return Decision::new(Action::Skip(Skip::Suspended), suspended_by(s, name));
     }
     let Some(o) = observed else {
         return Decision::new(Action::Create, "new store");

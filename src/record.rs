@@ -14,8 +14,10 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::cluster::{ANN_STATUS, Annotations, ClusterError, ClusterOps};
+use crate::events::EventSink;
 use crate::execute::{Done, ExecError};
 use crate::metrics::Metrics;
+use crate::notify::{EventKind, StoreEvent};
 use crate::plan::{Action, Skip};
 use crate::runner::Work;
 use crate::spec::StoreName;
@@ -23,6 +25,12 @@ use crate::status::{Phase, StoreStatus};
 
 /// Every store's status, shared with the HTTP server.
 pub type Statuses = Arc<Mutex<BTreeMap<StoreName, StoreStatus>>>;
+
+/// The last finished operations, oldest first; shared with the HTTP server.
+pub type OperationLog = Arc<Mutex<VecDeque<Operation>>>;
+
+/// Where each outcome is told besides the status: Kubernetes Events and notifications.
+pub type Outlets = Vec<Arc<dyn EventSink>>;
 
 /// How many finished operations are kept for `/operations` and `apply`'s summary.
 const OPERATION_LOG: usize = 200;
@@ -61,7 +69,8 @@ pub struct Recorder<C> {
     cluster: Arc<C>,
     metrics: Arc<Metrics>,
     statuses: Statuses,
-    operations: Mutex<VecDeque<Operation>>,
+    operations: OperationLog,
+    outlets: Outlets,
 }
 
 impl<C: ClusterOps> Recorder<C> {
@@ -70,7 +79,38 @@ impl<C: ClusterOps> Recorder<C> {
             cluster,
             metrics,
             statuses,
-            operations: Mutex::default(),
+            operations: OperationLog::default(),
+            outlets: Vec::new(),
+        }
+    }
+
+    /// Shares the operation log and tells every outcome to `outlets` too.
+    pub fn with(mut self, operations: OperationLog, outlets: Outlets) -> Self {
+        self.operations = operations;
+        self.outlets = outlets;
+        self
+    }
+
+    /// Tells the outlets; they queue and never wait.
+    fn emit(&self, kind: EventKind, work: &Work, status: &StoreStatus, code: Option<&'static str>) {
+        if self.outlets.is_empty() {
+            return;
+        }
+        let mut ev = StoreEvent::new(
+            kind,
+            work.step.store.as_str(),
+            work.namespace.as_str(),
+            status.phase.as_str(),
+            status.reason.clone(),
+        );
+        ev.engine = status.engine;
+        ev.code = code;
+        ev.revision = status.revision.clone();
+        ev.url = status.url.clone();
+        // A failed first install removed the namespace it made a moment ago.
+        ev.namespace_exists = work.observed.is_some() || kind != EventKind::Failed;
+        for o in &self.outlets {
+            o.emit(&ev);
         }
     }
 
@@ -93,13 +133,25 @@ impl<C: ClusterOps> Recorder<C> {
                     s.next_attempt = None;
                 });
                 info!(store = %store, action = work.step.action.code(), revision = %work.revision, "{}", phase.as_str());
+                // A first install is told once its namespace exists (NamespaceReady).
+                let kind = match work.step.action {
+                    Action::Upgrade | Action::Recover(_) => Some(EventKind::Upgrading),
+                    Action::Delete => Some(EventKind::Deleting),
+                    _ => None,
+                };
+                if let (Some(kind), Some(s)) = (kind, &status) {
+                    self.emit(kind, work, s, None);
+                }
                 match (&work.observed, status) {
                     (Some(o), Some(s)) => self.mirror(&o.namespace, &s).await,
                     _ => Ok(()),
                 }
             }
             Transition::NamespaceReady(work) => match self.get(store) {
-                Some(s) => self.mirror(&work.namespace, &s).await,
+                Some(s) => {
+                    self.emit(EventKind::Installing, work, &s, None);
+                    self.mirror(&work.namespace, &s).await
+                }
                 None => Ok(()),
             },
             Transition::Finished {
@@ -208,6 +260,9 @@ impl<C: ClusterOps> Recorder<C> {
             if url.is_some() {
                 s.url = url.clone();
             }
+            if let Some(d) = &work.desired {
+                s.title = Some(d.spec.shop.title.clone());
+            }
             if let Some(c) = work.observed.as_ref().and_then(|o| o.created) {
                 s.created = Some(c);
             }
@@ -225,11 +280,33 @@ impl<C: ClusterOps> Recorder<C> {
         if before.as_ref().map(|b| b.phase) != Some(phase) {
             self.count_blocked(work);
             info!(store = %store, action = work.step.action.code(), reason = %work.step.reason, "{}", phase.as_str());
+            if let Some(s) = &status {
+                self.emit_planned(work, before.as_ref().map(|b| b.phase), s);
+            }
         }
         match (work.step.action, &work.observed, status) {
             (Action::Noop, Some(o), Some(s)) if !o.is_ready() => Some((o.namespace.clone(), s)),
             _ => None,
         }
+    }
+
+    /// The events of a plan's view: a store becomes Blocked, Invalid or Suspended, or resumes.
+    fn emit_planned(&self, work: &Work, before: Option<Phase>, status: &StoreStatus) {
+        let guard = match work.step.action {
+            Action::Skip(Skip::Guarded(g)) => Some(g.code()),
+            Action::Skip(Skip::Protected) => Some("protected"),
+            Action::Skip(Skip::Conflict) => Some("namespace_conflict"),
+            Action::Skip(Skip::QuotaExceeded) => Some("quota_exceeded"),
+            _ => None,
+        };
+        let kind = match status.phase {
+            Phase::Blocked if work.step.action != Action::HoldDeletion => EventKind::Blocked,
+            Phase::Invalid => EventKind::Invalid,
+            Phase::Suspended => EventKind::Suspended,
+            _ if before == Some(Phase::Suspended) => EventKind::Resumed,
+            _ => return,
+        };
+        self.emit(kind, work, status, guard);
     }
 
     /// Writes a status that [`Recorder::planned`] found lagging on the namespace.
@@ -280,6 +357,11 @@ impl<C: ClusterOps> Recorder<C> {
     fn deleted(&self, store: &StoreName, work: &Work) {
         let old = self.statuses.lock().ok().and_then(|mut m| m.remove(store));
         self.metrics.store_changed(store, old.as_ref(), None);
+        if let Some(old) = &old {
+            let mut gone = old.clone();
+            gone.reason = format!("release and namespace {} are gone", work.namespace);
+            self.emit(EventKind::Deleted, work, &gone, None);
+        }
         info!(store = %store, namespace = %work.namespace, revision = %crate::execute::cause(work), "Store deleted");
     }
 
@@ -311,6 +393,20 @@ impl<C: ClusterOps> Recorder<C> {
             }
         });
         info!(store = %store, action = work.step.action.code(), revision = %work.revision, "{}", phase.as_str());
+        let event = match (done, work.step.action) {
+            (Done::Applied, Action::Create) => Some((EventKind::Created, None)),
+            (Done::Applied, Action::Upgrade) => Some((EventKind::Upgraded, None)),
+            (Done::Applied, _) => Some((EventKind::Ready, None)),
+            (Done::DeletionScheduled, _) => Some((EventKind::PendingDeletion, None)),
+            (Done::DeletionHeld, _) => Some((
+                EventKind::Blocked,
+                Some(crate::plan::Guard::PossibleRename.code()),
+            )),
+            _ => None,
+        };
+        if let (Some((kind, code)), Some(s)) = (event, &status) {
+            self.emit(kind, work, s, code);
+        }
         if let Some(s) = status
             && let Err(e) = self.mirror(&work.namespace, &s).await
         {
@@ -330,6 +426,9 @@ impl<C: ClusterOps> Recorder<C> {
             s.next_attempt = retry_at;
         });
         warn!(store = %store, action = work.step.action.code(), code, error = %message, next_attempt = ?retry_at.map(|t| t.to_string()), "Failed");
+        if let Some(s) = &status {
+            self.emit(EventKind::Failed, work, s, Some(code));
+        }
         // Best effort: the namespace may be gone (a failed first install is cleaned up) or the
         // API may be what failed. The in-memory status above is what /stores shows either way.
         if let Some(s) = status

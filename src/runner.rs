@@ -164,6 +164,13 @@ impl<C: ClusterOps, H: HelmOps> Runner<C, H> {
         }
     }
 
+    /// `storekeeper reconcile`: these stores (all, when empty) lose their backoff, so their
+    /// queued work starts at once and the next plan's work is due now.
+    pub fn retry_now(&self, stores: &[StoreName]) {
+        self.lock().retry_now(stores, Instant::now());
+        self.wake.notify_one();
+    }
+
     /// Forgets stores that are neither desired nor observed any more.
     pub async fn forget(&self, stores: &[StoreName]) {
         {

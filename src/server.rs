@@ -29,7 +29,8 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
-use crate::page::{self, PageView, SourceView, StoreRow};
+use crate::page::{self, OperationRow, PageView, SourceView, StoreRow};
+use crate::record::{Operation, OperationLog};
 use crate::spec::StoreName;
 use crate::status::StoreStatus;
 
@@ -153,7 +154,17 @@ pub struct AppState {
     pub statuses: Arc<Mutex<BTreeMap<StoreName, StoreStatus>>>,
     pub source_revision: Arc<Mutex<Option<String>>>,
     pub webhook: Option<WebhookHandler>,
+    /// The last finished operations (the page, `/stores/{name}/operations`).
+    pub operations: OperationLog,
+    /// When the last plan was made (so `storekeeper reconcile` knows its request was planned).
+    pub planned_at: Arc<Mutex<Option<jiff::Timestamp>>>,
+    /// `POST /reconcile`: plan and run now, the named stores first.
+    pub reconcile: Option<ReconcileHandler>,
 }
+
+/// Asks the daemon to fetch, plan (with release state) and run now; the stores named lose
+/// their backoff. Returns at once; the caller watches `/stores`.
+pub type ReconcileHandler = Arc<dyn Fn(Vec<StoreName>) + Send + Sync>;
 
 /// Produces the status page's data on each request to `/`.
 pub type PageSource = Arc<dyn Fn() -> PageView + Send + Sync>;
@@ -368,9 +379,10 @@ async fn handle(req: Request<Incoming>, shared: Arc<(AppState, PageOptions)>) ->
     let resp = match (method.clone(), path.as_str()) {
         (_, p) if is_operator_route(p) && !authorized(page, req.headers()) => unauthorized(),
         (Method::POST, "/hooks/git") => webhook(req, state).await,
+        (Method::POST, "/reconcile") => reconcile(req.uri().query(), state),
         (Method::GET | Method::HEAD, "/") => status_page(state, page),
         (Method::GET | Method::HEAD, p) => get(p, state),
-        (_, "/hooks/git") => method_not_allowed("POST"),
+        (_, "/hooks/git" | "/reconcile") => method_not_allowed("POST"),
         _ => method_not_allowed("GET, HEAD"),
     };
     let resp = secure(resp);
@@ -379,6 +391,35 @@ async fn handle(req: Request<Incoming>, shared: Arc<(AppState, PageOptions)>) ->
     } else {
         resp
     })
+}
+
+/// `POST /reconcile?store=a&store=b`: asks for a plan now. 202 with the time of the request.
+fn reconcile(query: Option<&str>, state: &AppState) -> Resp {
+    let Some(handler) = &state.reconcile else {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not reconciling (not connected yet)\n",
+        );
+    };
+    let mut stores = Vec::new();
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("store=").map(StoreName::new) {
+            Some(Ok(name)) => stores.push(name),
+            _ => {
+                return json_resp(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": format!("bad parameter `{pair}`: want store=<name>")}),
+                );
+            }
+        }
+    }
+    let at = jiff::Timestamp::now();
+    handler(stores.clone());
+    json_resp(
+        StatusCode::ACCEPTED,
+        &json!({"requested_at": at.to_string(), "stores": stores}),
+    )
 }
 
 fn status_page(state: &AppState, page: &PageOptions) -> Resp {
@@ -396,21 +437,21 @@ fn status_page(state: &AppState, page: &PageOptions) -> Resp {
     r
 }
 
-/// The page from what [`AppState`] knows; the daemon's [`PageSource`] adds the rest (URL,
-/// owner, age, next attempt, operations).
+/// The page from what [`AppState`] knows: every store's status and the last operations.
 pub fn view_of(state: &AppState) -> PageView {
     let statuses = state.statuses.lock().map(|s| s.clone()).unwrap_or_default();
-    let stores = statuses
-        .iter()
-        .map(|(name, s)| {
-            let mut row = StoreRow::new(name.as_str(), s.phase, s.reason.clone());
-            row.engine = s.engine.map(str::to_string);
-            row.revision = s.revision.clone();
-            row.last_transition = Some(s.last_transition);
-            row.last_error = s.last_error.clone();
-            row
+    let stores = statuses.iter().map(|(name, s)| row_of(name, s)).collect();
+    let operations = state
+        .operations
+        .lock()
+        .map(|ops| {
+            ops.iter()
+                .rev()
+                .take(page::MAX_OPERATIONS)
+                .map(operation_row)
+                .collect()
         })
-        .collect();
+        .unwrap_or_default();
     let now = jiff::Timestamp::now();
     let last_success = state.health.source_age().and_then(|a| {
         jiff::SignedDuration::try_from(a)
@@ -428,7 +469,32 @@ pub fn view_of(state: &AppState) -> PageView {
             stale: state.health.is_stale(),
         },
         stores,
-        operations: Vec::new(),
+        operations,
+    }
+}
+
+fn row_of(name: &StoreName, s: &StoreStatus) -> StoreRow {
+    let mut row = StoreRow::new(name.as_str(), s.phase, s.reason.clone());
+    row.title = s.title.clone();
+    row.engine = s.engine.map(str::to_string);
+    row.url = s.url.clone();
+    row.owner = s.owner.clone();
+    row.revision = s.revision.clone();
+    row.created = s.created;
+    row.last_transition = Some(s.last_transition);
+    row.last_error = s.last_error.clone();
+    row.next_attempt = s.next_attempt.or(s.deletion_deadline);
+    row
+}
+
+fn operation_row(o: &Operation) -> OperationRow {
+    OperationRow {
+        at: o.finished,
+        store: o.store.to_string(),
+        action: o.action.to_string(),
+        result: o.result.to_string(),
+        duration: o.finished.duration_since(o.started).try_into().ok(),
+        message: o.message.clone(),
     }
 }
 
@@ -484,6 +550,7 @@ fn get(path: &str, state: &AppState) -> Resp {
             ),
         },
         "/stores" => json_resp(StatusCode::OK, &stores_doc(state)),
+        p if p.starts_with("/stores/") && p.ends_with("/operations") => store_operations(p, state),
         p => match p.strip_prefix("/stores/").and_then(|n| StoreName::new(n).ok()) {
             Some(name) => {
                 let statuses = state
@@ -499,6 +566,23 @@ fn get(path: &str, state: &AppState) -> Resp {
             None => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         },
     }
+}
+
+/// `GET /stores/{name}/operations`: the store's recent operations, oldest first.
+fn store_operations(path: &str, state: &AppState) -> Resp {
+    let name = path
+        .strip_prefix("/stores/")
+        .and_then(|p| p.strip_suffix("/operations"))
+        .and_then(|n| StoreName::new(n).ok());
+    let Some(name) = name else {
+        return respond(StatusCode::NOT_FOUND, "text/plain", "not found\n");
+    };
+    let ops: Vec<Operation> = state
+        .operations
+        .lock()
+        .map(|ops| ops.iter().filter(|o| o.store == name).cloned().collect())
+        .unwrap_or_default();
+    json_resp(StatusCode::OK, &json!({"store": name, "operations": ops}))
 }
 
 fn store_json(name: &StoreName, s: &StoreStatus) -> serde_json::Value {
@@ -541,6 +625,7 @@ pub fn stores_doc(state: &AppState) -> serde_json::Value {
             "stale": state.health.is_stale(),
         },
         "ready": state.health.ready().is_ok(),
+        "planned_at": state.planned_at.lock().ok().and_then(|t| t.map(|t| t.to_string())),
         "stores": stores,
     })
 }

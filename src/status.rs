@@ -57,6 +57,8 @@ pub struct StoreStatus {
     pub owner: Option<String>,
     /// The store's URL (from its host), when the store file could be read.
     pub url: Option<String>,
+    /// The shop's title (from the store file).
+    pub title: Option<String>,
     /// When the store's namespace was created (its age).
     pub created: Option<jiff::Timestamp>,
     /// A human message: the plan's reason or the error.
@@ -82,6 +84,7 @@ impl StoreStatus {
             engine: None,
             owner: None,
             url: None,
+            title: None,
             created: None,
             reason: reason.into(),
             last_transition: jiff::Timestamp::now(),

@@ -149,6 +149,9 @@ pub struct StoreEvent {
     /// The shop's public URL.
     pub url: Option<String>,
     pub at: jiff::Timestamp,
+    /// Whether the store's namespace still exists (not after a deletion, nor after a failed
+    /// first install removed the namespace it had made): Events go to `default` otherwise.
+    pub namespace_exists: bool,
 }
 
 impl StoreEvent {
@@ -171,6 +174,7 @@ impl StoreEvent {
             revision: None,
             url: None,
             at: jiff::Timestamp::now(),
+            namespace_exists: true,
         }
     }
 }

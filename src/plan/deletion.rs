@@ -3,7 +3,8 @@
 //!
 //! 1. a terminating namespace is already on its way out (Deleting);
 //! 2. `protect = true` (as last applied) is never deleted;
-//! 3. `reconcile.prune = false` deletes nothing;
+//! 3. a store suspended with `storekeeper suspend` is left alone, deletion included;
+//!    `reconcile.prune = false` deletes nothing;
 //! 4. an approval (`storekeeper approve-deletion`) lets the store through the rules below and
 //!    skips the grace period: it is the deliberate act the rules wait for;
 //! 5. an empty snapshot (while stores exist) deletes nothing;
@@ -126,6 +127,13 @@ fn individual(
     if o.protected {
         let why = "file is gone but the store was applied with protect = true; it is never deleted";
         return Some(Decision::new(Action::Skip(Skip::Protected), why));
+    }
+    if let Some(s) = &o.suspended {
+        let why = format!(
+            "{}; a suspended store is not deleted",
+            super::suspended_by(s, name)
+        );
+        return Some(Decision::new(Action::Skip(Skip::Suspended), why));
     }
     if !input.limits.prune {
         let why = "file is gone; reconcile.prune = false".to_string();

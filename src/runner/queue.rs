@@ -147,6 +147,25 @@ impl Queue {
         self.order.clear();
     }
 
+    /// Forgets the backoff of these stores (every store when empty): waiting work becomes due.
+    pub fn retry_now(&mut self, stores: &[StoreName], now: Instant) {
+        let named = |s: &StoreName| stores.is_empty() || stores.contains(s);
+        self.retries.retain(|s, _| !named(s));
+        let late: Vec<StoreName> = self
+            .waiting
+            .iter()
+            .filter(|(s, e)| named(s) && e.due > now)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in late {
+            if let Some(entry) = self.waiting.remove(&s) {
+                self.order.remove(&(entry.due, entry.seq, s.clone()));
+                self.order.insert((now, entry.seq, s.clone()));
+                self.waiting.insert(s, Entry { due: now, ..entry });
+            }
+        }
+    }
+
     /// Takes the next due entry and marks its store running.
     pub fn pop_due(&mut self, now: Instant) -> Option<Work> {
         let first = self.order.first()?.clone();
@@ -315,6 +334,26 @@ mod tests {
                 retry: false
             }
         );
+    }
+
+    #[test]
+    fn retry_now_forgets_the_backoff_of_the_named_stores() {
+        let now = Instant::now();
+        let mut q = Queue::default();
+        for s in ["a", "b"] {
+            let w = work(s, "v1");
+            let fp = w.fingerprint();
+            q.offer(w, now);
+            let _ = q.pop_due(now);
+            q.finish(&name(s), fp, Some(Duration::from_secs(60)), now);
+            q.offer(work(s, "v1"), now);
+        }
+        assert!(q.pop_due(now).is_none(), "both wait for their retry");
+        q.retry_now(&[name("a")], now);
+        assert_eq!(q.pop_due(now).map(|w| w.step.store), Some(name("a")));
+        assert!(q.pop_due(now).is_none(), "b still waits");
+        q.retry_now(&[], now);
+        assert_eq!(q.pop_due(now).map(|w| w.step.store), Some(name("b")));
     }
 
     #[test]

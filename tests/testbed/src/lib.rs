@@ -94,6 +94,12 @@ impl TestApi {
     /// local).
     pub fn start_on(addr: SocketAddr) -> std::io::Result<TestApi> {
         let shared = Arc::new(Shared::default());
+        // A real API server always has these (Events about cluster-scoped objects go to
+        // `default`).
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let obj = serde_json::json!({"metadata": {"name": ns}});
+            let _ = lock(&shared.store).create(&kinds::KINDS[0], None, obj, "kube-apiserver");
+        }
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let server_shared = shared.clone();
