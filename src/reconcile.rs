@@ -101,18 +101,7 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
             .cloned()
             .collect();
         let releases = self.releases(&desired, &observed, resync, running).await?;
-        let policy = &self.settings.policy;
-        let limits = Limits {
-            prune: self.settings.reconcile.prune,
-            max_deletions: self.settings.reconcile.max_deletions,
-            helm_timeout: self.settings.helm.timeout,
-            deletion_grace: self.settings.reconcile.deletion_grace,
-            caps: Caps {
-                max_stores: policy.max_stores,
-                max_stores_per_owner: policy.max_stores_per_owner.map(|n| n.get()),
-                max_creations_per_hour: policy.max_creations_per_hour.map(|n| n.get()),
-            },
-        };
+        let limits = self.limits();
         let now = jiff::Timestamp::now();
         let first_seen = self.first_seen(&desired, &observed, now);
         let steps = plan::plan(&plan::Input {
@@ -134,10 +123,7 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
                 let chart = d.as_ref().and_then(|d| charts.get(&d.spec.engine)).cloned();
                 let observed = observed.get(&step.store).cloned();
                 Work {
-                    namespace: observed.as_ref().map_or_else(
-                        || self.settings.cluster.namespace_for(&step.store),
-                        |o| o.namespace.clone(),
-                    ),
+                    namespace: self.namespace(&step.store, observed.as_ref()),
                     observed,
                     desired: d,
                     chart,
@@ -151,6 +137,30 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
             works,
             epoch,
         })
+    }
+
+    /// The store's namespace: the observed one, else the one it will get.
+    fn namespace(&self, store: &StoreName, observed: Option<&ObservedStore>) -> String {
+        observed.map_or_else(
+            || self.settings.cluster.namespace_for(store),
+            |o| o.namespace.clone(),
+        )
+    }
+
+    /// What bounds the plan: pruning, the deletion breaker and grace, the policy's caps.
+    fn limits(&self) -> Limits {
+        let policy = &self.settings.policy;
+        Limits {
+            prune: self.settings.reconcile.prune,
+            max_deletions: self.settings.reconcile.max_deletions,
+            helm_timeout: self.settings.helm.timeout,
+            deletion_grace: self.settings.reconcile.deletion_grace,
+            caps: Caps {
+                max_stores: policy.max_stores,
+                max_stores_per_owner: policy.max_stores_per_owner.map(|n| n.get()),
+                max_creations_per_hour: policy.max_creations_per_hour.map(|n| n.get()),
+            },
+        }
     }
 
     /// Remembers when each store was first seen new (a file, no namespace) or gone (a

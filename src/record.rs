@@ -52,6 +52,54 @@ pub enum Transition<'a> {
     Forgotten,
 }
 
+/// The phase a plan's decision shows for a store nothing runs for.
+fn planned_phase(action: Action, queued: bool) -> Phase {
+    match action {
+        Action::HoldDeletion => Phase::Blocked,
+        _ if queued => Phase::Pending,
+        Action::Noop => Phase::Ready,
+        Action::Skip(Skip::Invalid) => Phase::Invalid,
+        Action::Skip(Skip::Suspended) => Phase::Suspended,
+        Action::Skip(Skip::InProgress) => Phase::Provisioning,
+        Action::Skip(Skip::Terminating) => Phase::Deleting,
+        Action::Skip(Skip::PendingDeletion) => Phase::PendingDeletion,
+        Action::Skip(Skip::Deferred) => Phase::Pending,
+        Action::Skip(Skip::QuotaExceeded | Skip::Protected | Skip::Guarded(_) | Skip::Conflict) => {
+            Phase::Blocked
+        }
+        Action::Create
+        | Action::Upgrade
+        | Action::Delete
+        | Action::ScheduleDeletion
+        | Action::CancelDeletion
+        | Action::Recover(_) => Phase::Pending,
+    }
+}
+
+/// What the store's file and namespace say about it (engine, owner, URL, title, age, the
+/// deployed revision), kept when this plan does not know.
+fn describe(s: &mut StoreStatus, work: &Work) {
+    if let Some(d) = &work.desired {
+        s.engine = Some(d.spec.engine.as_str());
+        s.url = Some(d.url.clone());
+        s.title = Some(d.spec.shop.title.clone());
+        if let Some(o) = &d.spec.owner {
+            s.owner = Some(o.as_str().to_string());
+        }
+    }
+    if let Some(o) = &work.observed {
+        if s.owner.is_none() {
+            s.owner = o.owner.clone();
+        }
+        if o.created.is_some() {
+            s.created = o.created;
+        }
+        if o.revision.is_some() {
+            s.revision = o.revision.clone();
+        }
+    }
+}
+
 /// One finished operation, for operators (`/operations`, `storekeeper logs`, `apply`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Operation {
@@ -219,53 +267,16 @@ impl<C: ClusterOps> Recorder<C> {
         wait_until: Option<jiff::Timestamp>,
     ) -> Option<(String, StoreStatus)> {
         let store = &work.step.store;
-        let engine = work.desired.as_ref().map(|d| d.spec.engine.as_str());
-        let owner = work
-            .desired
-            .as_ref()
-            .and_then(|d| d.spec.owner.as_ref().map(|o| o.as_str().to_string()))
-            .or_else(|| work.observed.as_ref().and_then(|o| o.owner.clone()));
-        let url = work.desired.as_ref().map(|d| d.url.clone());
-        let failed = self.get(store).is_some_and(|s| s.phase == Phase::Failed);
-        let phase = match work.step.action {
-            // Work waiting for its retry keeps showing the failure that put it there.
-            _ if queued && failed && wait_until.is_some() => Phase::Failed,
-            Action::HoldDeletion => Phase::Blocked,
-            _ if queued => Phase::Pending,
-            Action::Noop => Phase::Ready,
-            Action::Skip(Skip::Invalid) => Phase::Invalid,
-            Action::Skip(Skip::Suspended) => Phase::Suspended,
-            Action::Skip(Skip::InProgress) => Phase::Provisioning,
-            Action::Skip(Skip::Terminating) => Phase::Deleting,
-            Action::Skip(Skip::PendingDeletion) => Phase::PendingDeletion,
-            Action::Skip(Skip::Deferred) => Phase::Pending,
-            Action::Skip(Skip::QuotaExceeded) => Phase::Blocked,
-            Action::Skip(Skip::Protected | Skip::Guarded(_) | Skip::Conflict) => Phase::Blocked,
-            Action::Create
-            | Action::Upgrade
-            | Action::Delete
-            | Action::ScheduleDeletion
-            | Action::CancelDeletion
-            | Action::Recover(_) => Phase::Pending,
-        };
-        let revision = work.observed.as_ref().and_then(|o| o.revision.clone());
         let before = self.get(store);
+        let failed = before.as_ref().is_some_and(|s| s.phase == Phase::Failed);
+        // Work waiting for its retry keeps showing the failure that put it there.
+        let phase = if queued && failed && wait_until.is_some() {
+            Phase::Failed
+        } else {
+            planned_phase(work.step.action, queued)
+        };
         let status = self.update(store, |s| {
-            if engine.is_some() {
-                s.engine = engine;
-            }
-            if owner.is_some() {
-                s.owner = owner.clone();
-            }
-            if url.is_some() {
-                s.url = url.clone();
-            }
-            if let Some(d) = &work.desired {
-                s.title = Some(d.spec.shop.title.clone());
-            }
-            if let Some(c) = work.observed.as_ref().and_then(|o| o.created) {
-                s.created = Some(c);
-            }
+            describe(s, work);
             s.phase = phase;
             if phase != Phase::Failed {
                 s.reason = work.step.reason.clone();
@@ -273,9 +284,6 @@ impl<C: ClusterOps> Recorder<C> {
             s.next_attempt = wait_until.or(work.step.not_before);
             s.deletion_deadline = work.step.deadline;
             s.hint = work.step.hint.clone();
-            if revision.is_some() {
-                s.revision = revision.clone();
-            }
         });
         if before.as_ref().map(|b| b.phase) != Some(phase) {
             self.count_blocked(work);

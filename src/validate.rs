@@ -31,8 +31,59 @@ pub struct FileReport {
 /// Validates files and directories of store files. Host uniqueness is checked across all of them.
 pub fn validate(paths: &[PathBuf], defaults: &SpecDefaults) -> Report {
     let mut diagnostics = Vec::new();
+    let groups = groups(paths, &mut diagnostics);
+    // One snapshot per directory, and hosts checked across all of them.
+    let all: Vec<_> = groups
+        .iter()
+        .map(|(root, list)| dir::read_files(root, list, defaults))
+        .collect();
     let mut files = Vec::new();
-    let mut groups: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
+    let mut seen_hosts: Vec<(PathBuf, std::sync::Arc<crate::spec::StoreSpec>)> = Vec::new();
+    for snap in &all {
+        for err in &snap.unnamed {
+            files.push(FileReport {
+                path: err.file.clone().into(),
+                store: None,
+                valid: false,
+            });
+            diagnostics.extend(err.diagnostics.iter().cloned());
+        }
+        for (name, result) in &snap.stores {
+            let path = snap.files.get(name).cloned().unwrap_or_default();
+            if let Ok(spec) = result {
+                seen_hosts.push((path.clone(), std::sync::Arc::clone(spec)));
+            }
+            if let Err(e) = result {
+                diagnostics.extend(e.diagnostics.iter().cloned());
+            }
+            files.push(FileReport {
+                path,
+                store: Some(name.to_string()),
+                valid: result.is_ok(),
+            });
+        }
+    }
+    if all.len() > 1 {
+        let pairs: Vec<(&Path, &crate::spec::StoreSpec)> =
+            seen_hosts.iter().map(|(p, s)| (p.as_path(), &**s)).collect();
+        for d in crate::spec::duplicate_hosts(&pairs) {
+            if let Some(f) = files.iter_mut().find(|f| f.path == d.file) {
+                f.valid = false;
+            }
+            diagnostics.push(d);
+        }
+    }
+    Report {
+        valid: diagnostics.is_empty(),
+        files,
+        diagnostics,
+        warnings: Vec::new(),
+    }
+}
+
+/// The paths as (directory, its store files): a directory's `*.toml`, or a file alone.
+fn groups(paths: &[PathBuf], diagnostics: &mut Vec<Diagnostic>) -> Vec<(PathBuf, Vec<PathBuf>)> {
+    let mut groups = Vec::new();
     for path in paths {
         match std::fs::metadata(path) {
             Ok(m) if m.is_dir() => match list(path) {
@@ -55,60 +106,7 @@ pub fn validate(paths: &[PathBuf], defaults: &SpecDefaults) -> Report {
             ),
         }
     }
-    // One snapshot over all files so duplicate hosts are found across directories too.
-    let mut all = Vec::new();
-    for (root, list) in &groups {
-        let snap = dir::read_files(root, list, defaults);
-        all.push(snap);
-    }
-    let mut seen_hosts: Vec<(PathBuf, std::sync::Arc<crate::spec::StoreSpec>)> = Vec::new();
-    for snap in &all {
-        for err in &snap.unnamed {
-            files.push(FileReport {
-                path: err.file.clone().into(),
-                store: None,
-                valid: false,
-            });
-            diagnostics.extend(err.diagnostics.iter().cloned());
-        }
-        for (name, result) in &snap.stores {
-            let path = snap.files.get(name).cloned().unwrap_or_default();
-            match result {
-                Ok(spec) => {
-                    seen_hosts.push((path.clone(), std::sync::Arc::clone(spec)));
-                    files.push(FileReport {
-                        path,
-                        store: Some(name.to_string()),
-                        valid: true,
-                    });
-                }
-                Err(e) => {
-                    diagnostics.extend(e.diagnostics.iter().cloned());
-                    files.push(FileReport {
-                        path,
-                        store: Some(name.to_string()),
-                        valid: false,
-                    });
-                }
-            }
-        }
-    }
-    if all.len() > 1 {
-        let pairs: Vec<(&Path, &crate::spec::StoreSpec)> =
-            seen_hosts.iter().map(|(p, s)| (p.as_path(), &**s)).collect();
-        for d in crate::spec::duplicate_hosts(&pairs) {
-            if let Some(f) = files.iter_mut().find(|f| f.path == d.file) {
-                f.valid = false;
-            }
-            diagnostics.push(d);
-        }
-    }
-    Report {
-        valid: diagnostics.is_empty(),
-        files,
-        diagnostics,
-        warnings: Vec::new(),
-    }
+    groups
 }
 
 fn list(dirpath: &Path) -> std::io::Result<Vec<PathBuf>> {

@@ -222,61 +222,11 @@ impl Settings {
     }
 
     fn from_raw(raw: Raw) -> Result<Settings, (&'static str, String)> {
-        let source = match (raw.source.directory, raw.source.git) {
-            (Some(_), Some(_)) => {
-                return Err((
-                    "source",
-                    "set either `source.directory` or `[source.git]`, not both".into(),
-                ));
-            }
-            (_, Some(g)) => SourceSettings::Git(Box::new(git_settings(g)?)),
-            (dir, None) => SourceSettings::Directory {
-                path: dir.unwrap_or_else(|| PathBuf::from("stores.d")),
-            },
-        };
-        let prefix = raw.cluster.namespace_prefix.unwrap_or_else(|| "store-".into());
-        if prefix.len() > 20
-            || !prefix
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        {
-            return Err((
-                "cluster.namespace_prefix",
-                format!("namespace prefix `{prefix}` must be ≤ 20 characters of a-z, 0-9, '-'"),
-            ));
-        }
-        let max_concurrent = NonZeroUsize::new(raw.helm.max_concurrent.unwrap_or(3)).ok_or((
-            "helm.max_concurrent",
-            "helm.max_concurrent must be at least 1".to_string(),
-        ))?;
         Ok(Settings {
-            source,
-            cluster: ClusterSettings {
-                kubeconfig: raw.cluster.kubeconfig,
-                context: raw.cluster.context,
-                namespace_prefix: prefix,
-                base_domain: raw.cluster.base_domain.unwrap_or_else(|| "localtest.me".into()),
-            },
-            helm: HelmSettings {
-                binary: raw.helm.binary.unwrap_or_else(|| PathBuf::from("helm")),
-                charts_dir: raw.helm.charts_dir.unwrap_or_else(|| PathBuf::from("charts")),
-                values_files: raw.helm.values_files.unwrap_or_default(),
-                timeout: raw.helm.timeout.map_or(Duration::from_secs(300), |d| d.0),
-                max_concurrent,
-            },
-            reconcile: ReconcileSettings {
-                interval: raw.reconcile.interval.map_or(Duration::from_secs(10), |d| d.0),
-                resync_interval: raw
-                    .reconcile
-                    .resync_interval
-                    .map_or(Duration::from_secs(600), |d| d.0),
-                prune: raw.reconcile.prune.unwrap_or(true),
-                max_deletions: raw.reconcile.max_deletions.unwrap_or(1),
-                deletion_grace: raw
-                    .reconcile
-                    .deletion_grace
-                    .map_or(DEFAULT_DELETION_GRACE, |d| d.0),
-            },
+            source: source_settings(raw.source)?,
+            cluster: cluster_settings(raw.cluster)?,
+            helm: helm_settings(raw.helm)?,
+            reconcile: reconcile_settings(raw.reconcile),
             leader_election: leader_settings(raw.leader_election)?,
             policy: Arc::new(Policy::default()),
             warnings: Vec::new(),
@@ -289,6 +239,65 @@ impl Settings {
                 token_file: raw.http.token_file,
             },
         })
+    }
+}
+
+fn source_settings(raw: RawSource) -> Result<SourceSettings, (&'static str, String)> {
+    Ok(match (raw.directory, raw.git) {
+        (Some(_), Some(_)) => {
+            return Err((
+                "source",
+                "set either `source.directory` or `[source.git]`, not both".into(),
+            ));
+        }
+        (_, Some(g)) => SourceSettings::Git(Box::new(git_settings(g)?)),
+        (dir, None) => SourceSettings::Directory {
+            path: dir.unwrap_or_else(|| PathBuf::from("stores.d")),
+        },
+    })
+}
+
+fn cluster_settings(raw: RawCluster) -> Result<ClusterSettings, (&'static str, String)> {
+    let prefix = raw.namespace_prefix.unwrap_or_else(|| "store-".into());
+    if prefix.len() > 20
+        || !prefix
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        return Err((
+            "cluster.namespace_prefix",
+            format!("namespace prefix `{prefix}` must be ≤ 20 characters of a-z, 0-9, '-'"),
+        ));
+    }
+    Ok(ClusterSettings {
+        kubeconfig: raw.kubeconfig,
+        context: raw.context,
+        namespace_prefix: prefix,
+        base_domain: raw.base_domain.unwrap_or_else(|| "localtest.me".into()),
+    })
+}
+
+fn helm_settings(raw: RawHelm) -> Result<HelmSettings, (&'static str, String)> {
+    let max_concurrent = NonZeroUsize::new(raw.max_concurrent.unwrap_or(3)).ok_or((
+        "helm.max_concurrent",
+        "helm.max_concurrent must be at least 1".to_string(),
+    ))?;
+    Ok(HelmSettings {
+        binary: raw.binary.unwrap_or_else(|| PathBuf::from("helm")),
+        charts_dir: raw.charts_dir.unwrap_or_else(|| PathBuf::from("charts")),
+        values_files: raw.values_files.unwrap_or_default(),
+        timeout: raw.timeout.map_or(Duration::from_secs(300), |d| d.0),
+        max_concurrent,
+    })
+}
+
+fn reconcile_settings(raw: RawReconcile) -> ReconcileSettings {
+    ReconcileSettings {
+        interval: raw.interval.map_or(Duration::from_secs(10), |d| d.0),
+        resync_interval: raw.resync_interval.map_or(Duration::from_secs(600), |d| d.0),
+        prune: raw.prune.unwrap_or(true),
+        max_deletions: raw.max_deletions.unwrap_or(1),
+        deletion_grace: raw.deletion_grace.map_or(DEFAULT_DELETION_GRACE, |d| d.0),
     }
 }
 

@@ -117,9 +117,44 @@ fn individual(
     o: &ObservedStore,
     renamed: &BTreeMap<&str, Vec<&StoreName>>,
 ) -> Option<Decision> {
+    if let Some(stop) = never(input, name, o) {
+        return Some(stop);
+    }
+    if let Some(a) = &o.approval {
+        let why = format!(
+            "deletion approved by {} at {} (revision {})",
+            a.by, a.at, a.revision
+        );
+        return Some(Decision::new(Action::Delete, why));
+    }
     let guarded = |g: Guard, why: String| {
         Decision::new(Action::Skip(Skip::Guarded(g)), why).hint(approve(&[name.as_str()]))
     };
+    if input.desired.is_empty() {
+        let why = format!(
+            "revision {} has no store files at all while stores exist; refusing to delete everything",
+            input.revision
+        );
+        return Some(guarded(Guard::EmptySnapshot, why));
+    }
+    if input.unnamed_files {
+        let why = "a store file with an invalid name exists; it may be this store renamed".to_string();
+        return Some(guarded(Guard::UnnamedFiles, why));
+    }
+    if let Some(h) = &o.hold {
+        return Some(guarded(Guard::PossibleRename, held_reason(name, h)));
+    }
+    let new = renamed_to(input, name, o, renamed)?;
+    let why = rename_reason(input, name, new);
+    Some(
+        Decision::new(Action::HoldDeletion, why)
+            .hint(approve(&[name.as_str()]))
+            .related(new.clone()),
+    )
+}
+
+/// Rules 1–3: what no approval unblocks (terminating, protected, suspended, prune off).
+fn never(input: &Input<'_>, name: &StoreName, o: &ObservedStore) -> Option<Decision> {
     if o.terminating {
         let why = format!("namespace {} is terminating", o.namespace);
         return Some(Decision::new(Action::Skip(Skip::Terminating), why));
@@ -135,46 +170,18 @@ fn individual(
         );
         return Some(Decision::new(Action::Skip(Skip::Suspended), why));
     }
-    if !input.limits.prune {
-        let why = "file is gone; reconcile.prune = false".to_string();
-        return Some(Decision::new(
-            Action::Skip(Skip::Guarded(Guard::PruneDisabled)),
-            why,
-        ));
-    }
-    if let Some(a) = &o.approval {
-        let why = format!(
-            "deletion approved by {} at {} (revision {})",
-            a.by, a.at, a.revision
-        );
-        return Some(Decision::new(Action::Delete, why));
-    }
-    if input.desired.is_empty() {
-        let why = format!(
-            "revision {} has no store files at all while stores exist; refusing to delete everything",
-            input.revision
-        );
-        return Some(guarded(Guard::EmptySnapshot, why));
-    }
-    if input.unnamed_files {
-        let why = "a store file with an invalid name exists; it may be this store renamed".to_string();
-        return Some(guarded(Guard::UnnamedFiles, why));
-    }
-    if let Some(h) = &o.hold {
-        let why = format!(
-            "revision {} removed {name}.toml and added {}.toml with the same spec apart from the name: \
-             probably a rename (recorded {}). Names are identity: deleting {name} deletes its data. \
-             Restore {name}.toml, or approve {name}'s deletion",
-            h.revision, h.with, h.since
-        );
-        return Some(guarded(Guard::PossibleRename, why));
-    }
-    let new = renamed_to(input, name, o, renamed)?;
-    let why = rename_reason(input, name, new);
-    Some(
-        Decision::new(Action::HoldDeletion, why)
-            .hint(approve(&[name.as_str()]))
-            .related(new.clone()),
+    (!input.limits.prune).then(|| {
+        let why = "file is gone; reconcile.prune = false";
+        Decision::new(Action::Skip(Skip::Guarded(Guard::PruneDisabled)), why)
+    })
+}
+
+fn held_reason(name: &StoreName, h: &crate::cluster::DeletionHold) -> String {
+    format!(
+        "revision {} removed {name}.toml and added {}.toml with the same spec apart from the name: \
+         probably a rename (recorded {}). Names are identity: deleting {name} deletes its data. \
+         Restore {name}.toml, or approve {name}'s deletion",
+        h.revision, h.with, h.since
     )
 }
 

@@ -48,6 +48,73 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// The username GitHub, GitLab and Gitea accept with a token as the password.
 const TOKEN_USER: &str = "x-access-token";
 
+/// What libgit2's callbacks saw during one fetch: the deadline, refused credentials, a refused
+/// host key. The callbacks record; [`GitSource::fetch_failure`] reads it afterwards.
+struct FetchWatch {
+    deadline: Instant,
+    timed_out: Cell<bool>,
+    auth_problem: RefCell<Option<String>>,
+    host_key_problem: RefCell<Option<(String, String)>>,
+    credential_calls: Cell<u32>,
+}
+
+impl FetchWatch {
+    fn new(deadline: Instant) -> FetchWatch {
+        FetchWatch {
+            deadline,
+            timed_out: Cell::new(false),
+            auth_problem: RefCell::new(None),
+            host_key_problem: RefCell::new(None),
+            credential_calls: Cell::new(0),
+        }
+    }
+
+    /// `false` once the deadline passed (which aborts the transfer).
+    fn in_time(&self) -> bool {
+        let late = Instant::now() > self.deadline;
+        if late {
+            self.timed_out.set(true);
+        }
+        !late
+    }
+
+    fn callbacks<'a>(&'a self, src: &'a GitSource) -> RemoteCallbacks<'a> {
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.transfer_progress(|_| self.in_time());
+        callbacks.sideband_progress(|_| self.in_time());
+        callbacks.credentials(|_url, username, allowed| {
+            let n = self.credential_calls.get() + 1;
+            self.credential_calls.set(n);
+            // libgit2 asks again after a rejection; a third round means they were refused.
+            if n > 2 {
+                self.auth_problem
+                    .replace(Some("the remote rejected the credentials".into()));
+                return Err(git2::Error::from_str("credentials rejected"));
+            }
+            src.credential(username, allowed).map_err(|message| {
+                let e = git2::Error::from_str(&message);
+                self.auth_problem.replace(Some(message));
+                e
+            })
+        });
+        callbacks.certificate_check(|cert, host| {
+            let Some(hostkey) = cert.as_hostkey() else {
+                // TLS: libgit2's own verification against the system's CA store decides.
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            match src.check_host_key(hostkey, host) {
+                Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+                Err(message) => {
+                    let e = git2::Error::from_str(&message);
+                    self.host_key_problem.replace(Some((host.to_string(), message)));
+                    Err(e)
+                }
+            }
+        });
+        callbacks
+    }
+}
+
 /// A Git repository followed into `<state_dir>/repo`.
 pub struct GitSource {
     settings: GitSettings,
@@ -219,57 +286,10 @@ impl GitSource {
 
     fn fetch(&self, repo: &Repository) -> Result<(), Failure> {
         let url = &self.settings.url;
-        let deadline = Instant::now() + self.fetch_timeout;
-        let timed_out = Cell::new(false);
-        let auth_problem: RefCell<Option<String>> = RefCell::new(None);
-        let host_key_problem: RefCell<Option<(String, String)>> = RefCell::new(None);
-        let credential_calls = Cell::new(0u32);
-        let past_deadline = || {
-            let late = Instant::now() > deadline;
-            if late {
-                timed_out.set(true);
-            }
-            late
-        };
-
-        let mut callbacks = RemoteCallbacks::new();
-        callbacks.transfer_progress(|_| !past_deadline());
-        callbacks.sideband_progress(|_| !past_deadline());
-        callbacks.credentials(|_url, username, allowed| {
-            let n = credential_calls.get() + 1;
-            credential_calls.set(n);
-            // libgit2 asks again after a rejection; a third round means they were refused.
-            if n > 2 {
-                auth_problem.replace(Some("the remote rejected the credentials".into()));
-                return Err(git2::Error::from_str("credentials rejected"));
-            }
-            match self.credential(username, allowed) {
-                Ok(cred) => Ok(cred),
-                Err(message) => {
-                    let e = git2::Error::from_str(&message);
-                    auth_problem.replace(Some(message));
-                    Err(e)
-                }
-            }
-        });
-        callbacks.certificate_check(|cert, host| {
-            let Some(hostkey) = cert.as_hostkey() else {
-                // TLS: libgit2's own verification against the system's CA store decides.
-                return Ok(CertificateCheckStatus::CertificatePassthrough);
-            };
-            match self.check_host_key(hostkey, host) {
-                Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
-                Err(message) => {
-                    let e = git2::Error::from_str(&message);
-                    host_key_problem.replace(Some((host.to_string(), message)));
-                    Err(e)
-                }
-            }
-        });
-
+        let watch = FetchWatch::new(Instant::now() + self.fetch_timeout);
         let mut options = FetchOptions::new();
         options
-            .remote_callbacks(callbacks)
+            .remote_callbacks(watch.callbacks(self))
             .prune(FetchPrune::On)
             .download_tags(AutotagOption::None)
             .update_fetchhead(false);
@@ -282,39 +302,35 @@ impl GitSource {
         let refspecs = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"];
         let result = remote.fetch(&refspecs, Some(&mut options), None);
         drop(options);
-        let Err(e) = result else {
-            return Ok(());
-        };
-        if timed_out.get() {
-            return Err(SourceError::GitTimeout {
-                url: redact(url),
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fetch_failure(watch, e, repo)),
+        }
+    }
+
+    /// What a failed fetch means: what the callbacks saw first, then libgit2's classes.
+    fn fetch_failure(&self, watch: FetchWatch, e: git2::Error, repo: &Repository) -> Failure {
+        let url = redact(&self.settings.url);
+        if watch.timed_out.get() {
+            return SourceError::GitTimeout {
+                url,
                 after: self.fetch_timeout,
             }
-            .into());
+            .into();
         }
-        if let Some((host, message)) = host_key_problem.take() {
-            return Err(SourceError::GitHostKey { host, message }.into());
+        if let Some((host, message)) = watch.host_key_problem.take() {
+            return SourceError::GitHostKey { host, message }.into();
         }
-        if let Some(message) = auth_problem.take() {
-            return Err(SourceError::GitAuth {
-                url: redact(url),
-                message,
-            }
-            .into());
+        if let Some(message) = watch.auth_problem.take() {
+            return SourceError::GitAuth { url, message }.into();
         }
         if e.code() == ErrorCode::Auth {
-            return Err(SourceError::GitAuth {
-                url: redact(url),
-                message: e.message().to_string(),
-            }
-            .into());
+            let message = e.message().to_string();
+            return SourceError::GitAuth { url, message }.into();
         }
         if e.code() == ErrorCode::Certificate {
-            return Err(SourceError::GitHostKey {
-                host: redact(url),
-                message: e.message().to_string(),
-            }
-            .into());
+            let message = e.message().to_string();
+            return SourceError::GitHostKey { host: url, message }.into();
         }
         // A fetch can fail because of the remote or because of us; only a damaged local
         // repository is worth deleting, so look before blaming it.
@@ -323,13 +339,9 @@ impl GitSource {
             ErrorClass::Odb | ErrorClass::Zlib | ErrorClass::Object | ErrorClass::Reference
         );
         if local || !refs_intact(repo) {
-            return Err(Failure::Corrupt(format!("fetch: {}", e.message())));
+            return Failure::Corrupt(format!("fetch: {}", e.message()));
         }
-        Err(SourceError::GitFetch {
-            url: redact(url),
-            source: e,
-        }
-        .into())
+        SourceError::GitFetch { url, source: e }.into()
     }
 
     /// Picks credentials for what the remote allows. Errors carry a message for the operator and

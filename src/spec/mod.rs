@@ -592,6 +592,28 @@ fn read_shop(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, name: &str, engine: Option
         }
         shop.title = v;
     }
+    read_codes(ctx, &t, &mut shop);
+    read_address(ctx, &t, &mut shop);
+    shop.taxes = read_taxes(ctx, &t);
+    if let Some((v, span)) = t.boolean(ctx, "cash_on_delivery") {
+        if engine == Some(Engine::Medusa) && v {
+            ctx.error(
+                span,
+                "shop.cash_on_delivery",
+                "cash on delivery is a WooCommerce setting".into(),
+                Some("remove it: Medusa stores take payment providers through `values`".into()),
+            );
+        }
+        shop.cash_on_delivery = v;
+    }
+    if let Some((v, _)) = t.boolean(ctx, "sample_products") {
+        shop.sample_products = v;
+    }
+    shop
+}
+
+/// `shop.currency`, `shop.country` and `shop.state`: ISO codes.
+fn read_codes(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, shop: &mut Shop) {
     if let Some((v, span)) = t.string(ctx, "currency") {
         if !iso::is_currency(&v) {
             let hint = if iso::is_currency(&v.to_ascii_uppercase()) {
@@ -635,6 +657,10 @@ fn read_shop(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, name: &str, engine: Option
         }
         shop.state = v;
     }
+}
+
+/// `shop.address`, `shop.city` and `shop.postcode`: short printable text.
+fn read_address(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, shop: &mut Shop) {
     for (key, slot) in [
         ("address", &mut shop.address),
         ("city", &mut shop.city),
@@ -652,6 +678,11 @@ fn read_shop(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, name: &str, engine: Option
             *slot = v;
         }
     }
+}
+
+/// `[[shop.taxes]]`: a name and a percentage each.
+fn read_taxes(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Vec<TaxRate> {
+    let mut taxes = Vec::new();
     for tax in t.tables(ctx, "taxes") {
         tax.deny_unknown(ctx, TAX_KEYS);
         let name = tax.string(ctx, "name");
@@ -687,24 +718,10 @@ fn read_shop(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, name: &str, engine: Option
             }
         }
         if let (Some((name, _)), Some((rate, _))) = (name, rate) {
-            shop.taxes.push(TaxRate { name, rate });
+            taxes.push(TaxRate { name, rate });
         }
     }
-    if let Some((v, span)) = t.boolean(ctx, "cash_on_delivery") {
-        if engine == Some(Engine::Medusa) && v {
-            ctx.error(
-                span,
-                "shop.cash_on_delivery",
-                "cash on delivery is a WooCommerce setting".into(),
-                Some("remove it: Medusa stores take payment providers through `values`".into()),
-            );
-        }
-        shop.cash_on_delivery = v;
-    }
-    if let Some((v, _)) = t.boolean(ctx, "sample_products") {
-        shop.sample_products = v;
-    }
-    shop
+    taxes
 }
 
 fn read_labels(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> BTreeMap<String, String> {
