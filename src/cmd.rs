@@ -38,7 +38,13 @@ pub async fn plan(settings: Settings, json_out: bool) -> anyhow::Result<ExitCode
                     json!({})
                 }
             };
-            diff = Some(reconcile::values_diff(&old, &new));
+            let mut text = reconcile::values_diff(&old, &new);
+            // What a plan change does to the volumes (they never shrink; growing needs
+            // persistence.expandVolumes and an expandable StorageClass).
+            for change in storekeeper::values::volume_changes(&old, &new) {
+                text.push_str(&format!("storage: {change}\n"));
+            }
+            diff = Some(text);
         }
         rows.push((&work.step, diff));
     }

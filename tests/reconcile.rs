@@ -126,6 +126,23 @@ fn plan_shows_diff_and_apply_upgrades_only_that_store(major: u8) {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
+/// A plan change says what it does to the volumes: they never shrink, and grow only when the
+/// chart may expand them.
+fn plan_says_what_a_plan_change_does_to_storage(major: u8) {
+    let env = Env::new(major);
+    three_stores(&env);
+    apply_ok(&env);
+    env.write_store("beta", "engine = \"woocommerce\"\nplan = \"small\"\n");
+    env.write_store("alpha", "engine = \"woocommerce\"\nplan = \"large\"\n[shop]\ntitle = \"Shop\"\n");
+    let out = env.run(&["plan"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("storage: app volume stays 10Gi: volumes never shrink (the plan asks for 5Gi)"),
+        "{text}"
+    );
+    assert!(text.contains("storage: app volume grows 5Gi -> 20Gi only with persistence.expandVolumes"), "{text}");
+}
+
 fn deletion_rules(major: u8) {
     let env = Env::new(major);
     three_stores(&env);
@@ -432,6 +449,7 @@ fn failing_store_is_retried_with_backoff(major: u8) {
 }
 
 support::both_helms!(
+    plan_says_what_a_plan_change_does_to_storage,
     apply_converges_and_is_idle_after,
     plan_shows_diff_and_apply_upgrades_only_that_store,
     deletion_rules,
