@@ -133,14 +133,20 @@ fn plan_says_what_a_plan_change_does_to_storage(major: u8) {
     three_stores(&env);
     apply_ok(&env);
     env.write_store("beta", "engine = \"woocommerce\"\nplan = \"small\"\n");
-    env.write_store("alpha", "engine = \"woocommerce\"\nplan = \"large\"\n[shop]\ntitle = \"Shop\"\n");
+    env.write_store(
+        "alpha",
+        "engine = \"woocommerce\"\nplan = \"large\"\n[shop]\ntitle = \"Shop\"\n",
+    );
     let out = env.run(&["plan"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("storage: app volume stays 10Gi: volumes never shrink (the plan asks for 5Gi)"),
         "{text}"
     );
-    assert!(text.contains("storage: app volume grows 5Gi -> 20Gi only with persistence.expandVolumes"), "{text}");
+    assert!(
+        text.contains("storage: app volume grows 5Gi -> 20Gi only with persistence.expandVolumes"),
+        "{text}"
+    );
 }
 
 fn deletion_rules(major: u8) {
