@@ -442,6 +442,7 @@ struct Raw {
     leader_election: RawLeader,
     #[serde(default)]
     policy: policy::RawPolicy,
+    #[serde(default)]
     notify: Vec<crate::notify::RawNotify>,
 }
 
