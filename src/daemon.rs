@@ -31,6 +31,9 @@ use crate::source::webhook::{RateLimiter, ReplayGuard, WebhookError};
 use crate::source::{self, Snapshot};
 use crate::status::Phase;
 
+/// A step that waits for a release in progress: its next decision depends on time.
+const IN_PROGRESS: crate::plan::Action = crate::plan::Action::Skip(crate::plan::Skip::InProgress);
+
 /// The runner and planner the daemon and the one-shot commands use.
 pub type LiveRunner = Runner<Cluster, Helm>;
 pub type LivePlanner = Planner<Cluster, Helm>;
@@ -232,8 +235,32 @@ struct Loop {
     health: Arc<Health>,
     notifier: Option<Notifier>,
     last_resync: Option<Instant>,
+    /// What the last successful plan was made from; see [`Basis`].
+    last_plan: Option<Basis>,
     announced_ready: bool,
     last_summary: String,
+}
+
+/// Everything a plan depends on, to skip the next plan when none of it moved: the snapshot (by
+/// pointer), the namespaces (changes by others, from the watch cache), the operations that ended
+/// (the runner's epoch). Release state is read only for stores that changed or are not Ready; a
+/// plan that waits on a release in progress (or a resync) depends on time too, so it is never
+/// skipped. Retries need no plan: the runner starts them when due.
+struct Basis {
+    snapshot: Arc<Snapshot>,
+    cluster: Option<u64>,
+    epoch: u64,
+    timeless: bool,
+}
+
+impl Basis {
+    fn holds(&self, snapshot: &Arc<Snapshot>, cluster: Option<u64>, epoch: u64) -> bool {
+        self.timeless
+            && cluster.is_some()
+            && self.cluster == cluster
+            && self.epoch == epoch
+            && Arc::ptr_eq(&self.snapshot, snapshot)
+    }
 }
 
 /// Why the loop ended early: a part of the daemon that must not die did.
@@ -259,6 +286,8 @@ impl Loop {
             statuses,
         ));
         let exec = executor(&settings, &cluster, &helm, &recorder, &metrics);
+        // Namespaces changed by others wake the planner like a finished operation does.
+        cluster.watch_namespaces(plan.clone(), Arc::clone(&metrics));
         let runner = Arc::new(Runner::new(exec, settings.helm.max_concurrent.get(), Some(plan)));
         Loop {
             planner: Planner::new(settings.clone(), Arc::clone(&cluster), Arc::clone(&helm)),
@@ -274,6 +303,7 @@ impl Loop {
             metrics,
             notifier,
             last_resync: None,
+            last_plan: None,
             announced_ready: false,
             last_summary: String::new(),
         }
@@ -356,6 +386,7 @@ impl Loop {
         if !leader {
             // A standby stays ready: it reads the source and would take over at once.
             self.health.cluster_succeeded();
+            self.last_plan = None;
             return;
         }
         let Some(snapshot) = self.snapshots.borrow_and_update().clone() else {
@@ -365,14 +396,37 @@ impl Loop {
         let resync = self
             .last_resync
             .is_none_or(|t| t.elapsed() >= self.settings.reconcile.resync_interval);
-        let epoch = self.runner.epoch();
+        let (cluster, epoch) = (self.cluster.changes(), self.runner.epoch());
+        if !resync
+            && self
+                .last_plan
+                .as_ref()
+                .is_some_and(|b| b.holds(&snapshot, cluster, epoch))
+        {
+            // The watch is live (else `cluster` is None), so the cluster is reachable.
+            self.health.cluster_succeeded();
+            self.metrics
+                .reconcile_cycles
+                .with_label_values(&["unchanged"])
+                .inc();
+            self.notify_systemd();
+            return;
+        }
         let running = self.runner.running();
+        self.last_plan = None;
         match self.planner.plan(&snapshot, resync, &running, epoch).await {
             Ok(planned) => {
                 self.health.cluster_succeeded();
                 if resync {
                     self.last_resync = Some(Instant::now());
                 }
+                let timeless = planned.works.iter().all(|w| w.step.action != IN_PROGRESS);
+                self.last_plan = Some(Basis {
+                    snapshot: Arc::clone(&snapshot),
+                    cluster,
+                    epoch,
+                    timeless,
+                });
                 let gone = self.gone(&planned);
                 self.runner.submit(planned).await;
                 self.runner.forget(&gone).await;
@@ -472,6 +526,7 @@ impl Loop {
         );
         self.settings = settings;
         self.last_resync = None;
+        self.last_plan = None;
         info!("config reloaded");
     }
 }

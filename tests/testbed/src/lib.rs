@@ -204,6 +204,12 @@ impl TestApi {
             .is_ok()
     }
 
+    /// Compacts the event history (see `Store::compact`): watches resuming from before now get
+    /// `410 Expired` and must list again.
+    pub fn compact(&self) {
+        lock(&self.shared.store).compact();
+    }
+
     /// The next `n` requests whose method is `method` (case-insensitive; `""` = any) and whose
     /// path contains `path_contains` (or, with a trailing `$`, ends with it) get a 500 `Status`.
     pub fn fail_next(&self, n: usize, method: &str, path_contains: &str) {

@@ -330,11 +330,16 @@ impl Store {
             }
             WatchStart::After(rv) => {
                 if rv < self.history_floor {
-                    return Err(ApiError::new(
-                        410,
-                        "Expired",
-                        format!("too old resource version: {rv} ({})", self.history_floor),
-                    ));
+                    // As the real server's watch cache does (`newErrWatcher`): once the request
+                    // is accepted, a compacted version is an ERROR event in a 200 stream, which
+                    // then ends — not an HTTP 410. Clients re-list on it.
+                    let status = json!({
+                        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": format!("too old resource version: {rv} ({})", self.history_floor),
+                        "reason": "Expired", "code": 410,
+                    });
+                    let _ = w.tx.send(event_line("ERROR", &status));
+                    return Ok(rx);
                 }
                 for ev in self.history.iter().filter(|e| e.rv > rv) {
                     if let Some(line) = w.line_for(ev) {
@@ -345,6 +350,13 @@ impl Store {
         }
         self.watchers.push(w);
         Ok(rx)
+    }
+
+    /// Forgets the event history, as an etcd compaction does: a watch that resumes from an
+    /// older resourceVersion gets `410 Expired`.
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.history_floor = self.rv;
     }
 
     /// Checks that the object's namespace exists (namespaced kinds) and fills the namespace in.
@@ -778,6 +790,46 @@ mod tests {
         let mark = &lines[1]["object"]["metadata"];
         assert_eq!(mark["annotations"]["k8s.io/initial-events-end"], "true");
         assert_eq!(mark["resourceVersion"], s.resource_version().to_string());
+    }
+
+    #[test]
+    fn a_watch_from_a_compacted_version_gets_an_expired_event() {
+        let mut s = store_with_ns("a");
+        let nss = kind("", "namespaces");
+        let old = s.resource_version();
+        s.create(nss, None, json!({"metadata": {"name": "b"}}), "t")
+            .expect("create");
+        s.compact();
+        let mut rx = s
+            .watch(
+                nss,
+                None,
+                LabelSelector::default(),
+                FieldSelector::default(),
+                WatchStart::After(old),
+            )
+            .expect("a watch is accepted");
+        let line: Value = serde_json::from_str(&rx.try_recv().expect("one event")).expect("json");
+        assert_eq!(line["type"], "ERROR");
+        assert_eq!(line["object"]["code"], 410);
+        assert!(
+            matches!(
+                rx.try_recv(),
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+            ),
+            "nothing follows: the stream ends"
+        );
+        let current = s.resource_version();
+        assert!(
+            s.watch(
+                nss,
+                None,
+                LabelSelector::default(),
+                FieldSelector::default(),
+                WatchStart::After(current),
+            )
+            .is_ok()
+        );
     }
 
     #[test]
