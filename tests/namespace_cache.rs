@@ -85,6 +85,8 @@ fn others_namespace(rng: &mut StdRng) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_equals_a_fresh_list_through_writes_restarts_and_compaction() {
     let api = TestApi::start();
+    // Events arrive well after the writes' responses: read-your-writes must wait for them.
+    api.set_watch_lag(Duration::from_millis(60));
     let cached = connect(&api).await;
     let fresh = connect(&api).await;
     let metrics = Arc::new(Metrics::new());

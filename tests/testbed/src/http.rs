@@ -21,18 +21,20 @@ use crate::kinds::{self, Kind, by_plural};
 use crate::patch;
 use crate::protobuf;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{ApiError, Store, WatchStart};
+use crate::store::{ApiError, Line, Store, WatchStart};
 
 /// Locks a mutex, ignoring poisoning: a panicking test must not take the server down with it.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Injected failures: `(remaining, method, path substring)`; and a delay for every response.
+/// Injected failures: `(remaining, method, path substring)`; a delay for every response; and a
+/// lag of watches behind writes (for watches opened from then on).
 #[derive(Default)]
 pub struct Faults {
     pub fail: Vec<(usize, String, String)>,
     pub delay: Duration,
+    pub watch_lag: Duration,
 }
 
 impl Faults {
@@ -66,12 +68,15 @@ pub struct Shared {
 }
 
 /// A response body: complete, or a watch stream that ends at its deadline or when the server
-/// drops the watch.
+/// drops the watch. A stream hands out each line no sooner than `lag` after the server made it.
 pub enum Body {
     Full(Option<Bytes>),
     Stream {
-        rx: UnboundedReceiver<String>,
+        rx: UnboundedReceiver<Line>,
         deadline: Option<Pin<Box<Sleep>>>,
+        lag: Duration,
+        held: Option<Line>,
+        wait: Option<Pin<Box<Sleep>>>,
     },
 }
 
@@ -85,14 +90,34 @@ impl hyper::body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream { rx, deadline } => {
+            Body::Stream {
+                rx,
+                deadline,
+                lag,
+                held,
+                wait,
+            } => {
                 if let Some(d) = deadline
                     && d.as_mut().poll(cx).is_ready()
                 {
                     return Poll::Ready(None);
                 }
-                rx.poll_recv(cx)
-                    .map(|line| line.map(|l| Ok(Frame::data(Bytes::from(l)))))
+                if held.is_none() {
+                    match rx.poll_recv(cx) {
+                        Poll::Ready(Some(line)) => *held = Some(line),
+                        Poll::Ready(None) => return Poll::Ready(None),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                let due = held.as_ref().map(|(at, _)| *at + *lag);
+                if let Some(due) = due.filter(|d| *d > tokio::time::Instant::now()) {
+                    let sleep = wait.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                    sleep.as_mut().reset(due);
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Poll::Ready(held.take().map(|(_, l)| Ok(Frame::data(Bytes::from(l)))))
             }
         }
     }
@@ -397,7 +422,14 @@ fn resource(shared: &Shared, route: &Route, req: &Req<'_>) -> Result<Response<Bo
                     .get("timeoutSeconds")
                     .and_then(|t| t.parse::<u64>().ok())
                     .map(|s| Box::pin(tokio::time::sleep(Duration::from_secs(s))));
-                let mut r = Response::new(Body::Stream { rx, deadline });
+                let lag = lock(&shared.faults).watch_lag;
+                let mut r = Response::new(Body::Stream {
+                    rx,
+                    deadline,
+                    lag,
+                    held: None,
+                    wait: None,
+                });
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
                     hyper::header::HeaderValue::from_static("application/json"),
@@ -500,7 +532,7 @@ fn list_json(kind: &Kind, rv: u64, items: Vec<Value>) -> Value {
            "metadata": {"resourceVersion": rv.to_string()}, "items": items})
 }
 
-fn watch(store: &mut Store, route: &Route, req: &Req<'_>) -> Result<UnboundedReceiver<String>, ApiError> {
+fn watch(store: &mut Store, route: &Route, req: &Req<'_>) -> Result<UnboundedReceiver<Line>, ApiError> {
     let (labels, fields) = selectors(req)?;
     let rv = req
         .query

@@ -223,6 +223,12 @@ impl TestApi {
         lock(&self.shared.faults).delay = d;
     }
 
+    /// Makes watches opened from now on deliver each event `d` after the write that caused it,
+    /// as a loaded API server's watch cache lags behind its writes (`Duration::ZERO`: at once).
+    pub fn set_watch_lag(&self, d: Duration) {
+        lock(&self.shared.faults).watch_lag = d;
+    }
+
     /// Closes the listener and every open connection (watches included) for `d`, then listens
     /// on the same port again. Returns once the listener is closed.
     pub fn refuse_for(&self, d: Duration) {
