@@ -442,6 +442,8 @@ impl Loop {
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
         self.notify_systemd();
+        // A plan's transient structures (O(stores)) are gone now; give their pages back.
+        crate::alloc::release();
     }
 
     /// Stores with a status that the plan no longer mentions (gone from file and cluster).

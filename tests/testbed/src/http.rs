@@ -65,6 +65,48 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub log: Mutex<Vec<Request>>,
     pub faults: Mutex<Faults>,
+    pub pages: Mutex<Pages>,
+}
+
+/// Paged LISTs (`limit` and `continue`), as the real server serves them: every page of one list
+/// comes from the same snapshot (the first page's resourceVersion). The rest of a list waits here
+/// under its continue token; the oldest lists are forgotten (their token then answers 410).
+#[derive(Default)]
+pub struct Pages {
+    next: u64,
+    lists: std::collections::VecDeque<(String, u64, Vec<Value>)>,
+}
+
+/// Lists whose remaining pages are kept.
+const OPEN_LISTS: usize = 16;
+
+impl Pages {
+    /// The first `limit` items; the rest are kept under the returned token.
+    fn first(&mut self, rv: u64, mut items: Vec<Value>, limit: usize) -> (Vec<Value>, Option<String>) {
+        if limit == 0 || items.len() <= limit {
+            return (items, None);
+        }
+        let rest = items.split_off(limit);
+        self.next += 1;
+        let token = format!("testbed-{}", self.next);
+        self.lists.push_back((token.clone(), rv, rest));
+        while self.lists.len() > OPEN_LISTS {
+            self.lists.pop_front();
+        }
+        (items, Some(token))
+    }
+
+    /// The next page of a list, its resourceVersion and the next token.
+    fn more(&mut self, token: &str, limit: usize) -> Result<(Vec<Value>, u64, Option<String>), ApiError> {
+        let at = self
+            .lists
+            .iter()
+            .position(|(t, _, _)| t == token)
+            .ok_or_else(|| ApiError::new(410, "Expired", "the provided continue parameter is too old"))?;
+        let (_, rv, rest) = self.lists.remove(at).unwrap_or_default();
+        let (page, next) = self.first(rv, rest, limit);
+        Ok((page, rv, next))
+    }
 }
 
 /// A response body: complete, or a watch stream that ends at its deadline or when the server
@@ -437,12 +479,26 @@ fn resource(shared: &Shared, route: &Route, req: &Req<'_>) -> Result<Response<Bo
                 r
             }),
             "GET" => {
-                let (labels, fields) = selectors(req)?;
-                let items = store.list(kind, ns, &labels, &fields);
-                Ok(json_response(
-                    200,
-                    &list_json(kind, store.resource_version(), items),
-                ))
+                let limit = req
+                    .query
+                    .get("limit")
+                    .and_then(|l| l.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut pages = lock(&shared.pages);
+                let (items, rv, next) = match req.query.get("continue").filter(|c| !c.is_empty()) {
+                    Some(token) => pages.more(token, limit)?,
+                    None => {
+                        let (labels, fields) = selectors(req)?;
+                        let rv = store.resource_version();
+                        let (page, next) = pages.first(rv, store.list(kind, ns, &labels, &fields), limit);
+                        (page, rv, next)
+                    }
+                };
+                let mut list = list_json(kind, rv, items);
+                if let Some(token) = next {
+                    list["metadata"]["continue"] = Value::String(token);
+                }
+                Ok(json_response(200, &list))
             }
             "POST" if kind.namespaced == ns.is_some() => {
                 let obj = decode_body(req)?;
@@ -619,6 +675,25 @@ fn patch_object(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_paged_list_is_one_snapshot_and_an_old_token_expires() {
+        let mut pages = Pages::default();
+        let items: Vec<Value> = (0..5).map(|i| json!({"n": i})).collect();
+        let (first, token) = pages.first(7, items, 2);
+        assert_eq!(first.len(), 2);
+        let token = token.expect("more to come");
+        let (second, rv, token) = pages.more(&token, 2).expect("page 2");
+        assert_eq!((second[0]["n"].clone(), rv), (json!(2), 7));
+        let (last, _, end) = pages.more(&token.expect("page 3"), 2).expect("page 3");
+        assert_eq!((last.len(), end), (1, None));
+        assert_eq!(
+            pages.more("testbed-1", 2).map(|_| ()).map_err(|e| e.code),
+            Err(410)
+        );
+        let (all, none) = pages.first(8, vec![json!(1)], 0);
+        assert_eq!((all.len(), none), (1, None), "no limit: everything at once");
+    }
+
     use super::*;
 
     #[test]
