@@ -31,8 +31,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bed::{
-    Bed, Daemon, Res, children_cpu, clk_tck, copy_dir, cpu_ticks, git, http, knob, mean, memory, percentile,
-    root, sh, signature, store_body, target_dir, unix_now,
+    Bed, Daemon, Res, children_cpu, clk_tck, copy_dir, cpu_ticks, git, http, knob, machine_busy, mean,
+    memory, percentile, root, sh, signature, store_body, target_dir, unix_now,
 };
 use serde_json::json;
 
@@ -69,6 +69,32 @@ impl Results {
 
 fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "**missed**" }
+}
+
+/// Runs a command to its end, reading its own CPU time (not its children's) from /proc every
+/// 20 ms; the last reading before it exits is within 20 ms of the whole.
+fn run_sampling_cpu(mut cmd: Command) -> Res<(std::process::Output, u64)> {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sampler = std::thread::spawn(move || {
+        let mut last = 0;
+        while rx.try_recv().is_err() {
+            if let Ok(t) = cpu_ticks(pid) {
+                last = t;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        last
+    });
+    let out = child.wait_with_output().map_err(|e| e.to_string());
+    let _ = tx.send(());
+    let ticks = sampler.join().unwrap_or(0);
+    Ok((out?, ticks))
 }
 
 /// (1) The criterion estimates of benches/plan.rs, if it ran.
@@ -145,7 +171,7 @@ fn convergence(bin: &Path, m: usize, r: &mut Results) -> Res<()> {
     }
     let baseline = start.elapsed().as_secs_f64();
     let baseline_cpu = children_cpu(tick) - cpu0;
-    let baseline_helm_cpu = bed.helm_cpu();
+    let (baseline_helm_cpu, _) = bed.helm_cpu();
     let helm_n = bed.helm_count();
     r.row(
         "3",
@@ -163,7 +189,7 @@ fn convergence(bin: &Path, m: usize, r: &mut Results) -> Res<()> {
     drop(bed);
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let mut best: Option<(usize, f64)> = None;
+    let mut best: Option<(usize, f64, f64)> = None;
     for conc in [1usize, 3, 10] {
         let bed = Bed::with_cpu_log()?;
         let stores = bed.stores_dir("stores.d", 0..m, &format!("c{conc}-"))?;
@@ -175,17 +201,25 @@ fn convergence(bin: &Path, m: usize, r: &mut Results) -> Res<()> {
         )?;
         let cpu0 = children_cpu(tick);
         let own0 = cpu_ticks(std::process::id())?;
+        let busy0 = machine_busy(tick);
         let start = Instant::now();
-        let out = bed
-            .storekeeper(bin, &config, &["apply"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| e.to_string())?;
+        let mut apply = bed.storekeeper(bin, &config, &["apply"]);
+        // BENCH_WRAP_APPLY (e.g. `perf record -e cpu-clock -o /tmp/apply.data --`): profile the
+        // max_concurrent 10 run.
+        if let (Ok(wrap), 10) = (std::env::var("BENCH_WRAP_APPLY"), conc) {
+            let mut words = wrap.split_whitespace();
+            let mut wrapped = Command::new(words.next().ok_or("BENCH_WRAP_APPLY is empty")?);
+            wrapped.args(words).arg(bin).args(apply.get_args());
+            wrapped.current_dir(bed.dir.path()).envs(bed.helm.envs());
+            apply = wrapped;
+        }
+        let (out, apply_ticks) = run_sampling_cpu(apply)?;
         let secs = start.elapsed().as_secs_f64();
         let cpu = children_cpu(tick) - cpu0;
         // The test API server runs in this process: its CPU is part of what the machine did.
         let api_cpu = cpu_ticks(std::process::id())?.saturating_sub(own0) as f64 / tick;
+        // Other engineers' processes share the machine: what they used was not ours to use.
+        let others = (machine_busy(tick) - busy0 - cpu - api_cpu).max(0.0);
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = err.lines().rev().take(5).collect();
@@ -193,31 +227,46 @@ fn convergence(bin: &Path, m: usize, r: &mut Results) -> Res<()> {
         }
         let helm_n = bed.helm_count();
         let requests = bed.api.requests().len();
-        let helm_cpu = bed.helm_cpu();
+        let (helm_cpu, wrapper_cpu) = bed.helm_cpu();
+        let storekeeper_cpu = apply_ticks as f64 / tick;
+        // What the harness's own child accounting adds beyond helm, its wrapper and storekeeper.
+        let unattributed = (cpu - helm_cpu - wrapper_cpu - storekeeper_cpu).max(0.0);
         let floor = helm_cpu / cores;
+        // The same floor with the cores that were free of other load during this run.
+        let free = (cores - others / secs).max(0.1);
         let vs_floor = secs / floor;
-        if best.is_none_or(|(_, b)| vs_floor < b) {
-            best = Some((conc, vs_floor));
+        // Everything that had to run on these cores: helm, the harness's wrapper (a shell and a
+        // `date` per helm), storekeeper and the in-process test API server, on the free cores.
+        let all = helm_cpu + wrapper_cpu + unattributed + storekeeper_cpu + api_cpu;
+        let vs_all = secs / (all / free);
+        if best.is_none_or(|(_, b, _)| vs_floor < b) {
+            best = Some((conc, vs_floor, vs_all));
         }
         r.row(
             "3",
             &format!("`storekeeper apply`, {m} new stores, max_concurrent {conc}"),
             format!(
-                "{secs:.1} s = {:.2} × baseline = {vs_floor:.2} × the CPU floor ({helm_n} helm processes, \
-                 {requests} API requests; helm CPU {helm_cpu:.1} s ÷ {cores:.0} cores = floor {floor:.1} s; \
-                 storekeeper CPU {:.1} s; API server CPU {api_cpu:.1} s)",
+                "{secs:.1} s = {:.2} × baseline ({helm_n} helm processes, {requests} API requests); \
+                 helm CPU {helm_cpu:.1} s ÷ {cores:.0} cores = floor {floor:.1} s → {vs_floor:.2} ×; \
+                 all CPU that ran {all:.1} s (helm {helm_cpu:.1}, wrapper shells and forks {:.1}, \
+                 storekeeper's own {storekeeper_cpu:.2}, test API server {api_cpu:.1}) ÷ {free:.2} cores \
+                 free of other load ({:.2} busy elsewhere) = {:.1} s → {vs_all:.2} ×",
                 secs / baseline,
-                (cpu - helm_cpu).max(0.0),
+                wrapper_cpu + unattributed,
+                others / secs,
+                all / free,
             ),
             "—",
             "",
         );
     }
-    if let Some((conc, ratio)) = best {
+    if let Some((conc, ratio, vs_all)) = best {
         r.row(
             "3",
             &format!("converge {m} new stores vs the CPU floor (helm CPU ÷ cores), best concurrency"),
-            format!("{ratio:.2} × the floor at max_concurrent {conc}"),
+            format!(
+                "{ratio:.2} × the floor at max_concurrent {conc} ({vs_all:.2} × the floor of all the CPU that ran)"
+            ),
             "≤ 1.05 × floor",
             met(ratio <= 1.05),
         );

@@ -397,19 +397,7 @@ impl Loop {
             .last_resync
             .is_none_or(|t| t.elapsed() >= self.settings.reconcile.resync_interval);
         let (cluster, epoch) = (self.cluster.changes(), self.runner.epoch());
-        if !resync
-            && self
-                .last_plan
-                .as_ref()
-                .is_some_and(|b| b.holds(&snapshot, cluster, epoch))
-        {
-            // The watch is live (else `cluster` is None), so the cluster is reachable.
-            self.health.cluster_succeeded();
-            self.metrics
-                .reconcile_cycles
-                .with_label_values(&["unchanged"])
-                .inc();
-            self.notify_systemd();
+        if !resync && self.unchanged(&snapshot, cluster, epoch) {
             return;
         }
         let running = self.runner.running();
@@ -420,12 +408,11 @@ impl Loop {
                 if resync {
                     self.last_resync = Some(Instant::now());
                 }
-                let timeless = planned.works.iter().all(|w| w.step.action != IN_PROGRESS);
                 self.last_plan = Some(Basis {
                     snapshot: Arc::clone(&snapshot),
                     cluster,
                     epoch,
-                    timeless,
+                    timeless: planned.works.iter().all(|w| w.step.action != IN_PROGRESS),
                 });
                 let gone = self.gone(&planned);
                 self.runner.submit(planned).await;
@@ -444,6 +431,25 @@ impl Loop {
         self.notify_systemd();
         // A plan's transient structures (O(stores)) are gone now; give their pages back.
         crate::alloc::release();
+    }
+
+    /// Whether nothing the last plan depended on moved (see [`Basis`]); if so, the wake-up is
+    /// counted and no plan is made.
+    fn unchanged(&mut self, snapshot: &Arc<Snapshot>, cluster: Option<u64>, epoch: u64) -> bool {
+        let holds = self
+            .last_plan
+            .as_ref()
+            .is_some_and(|b| b.holds(snapshot, cluster, epoch));
+        if holds {
+            // The watch is live (else `cluster` is None), so the cluster is reachable.
+            self.health.cluster_succeeded();
+            self.metrics
+                .reconcile_cycles
+                .with_label_values(&["unchanged"])
+                .inc();
+            self.notify_systemd();
+        }
+        holds
     }
 
     /// Stores with a status that the plan no longer mentions (gone from file and cluster).

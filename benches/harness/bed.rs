@@ -153,27 +153,30 @@ impl Bed {
         })
     }
 
-    /// CPU seconds (user + system) of the helm processes so far, from the children line of each
-    /// `times` output (`0m0.140s 0m0.030s`).
-    pub fn helm_cpu(&self) -> f64 {
-        let Some(dir) = &self.cpu_log else { return 0.0 };
+    /// CPU seconds (user + system) so far of the helm processes (the children line of each
+    /// `times` output, `0m0.140s 0m0.030s`) and of the wrapper shells around them (its first
+    /// line): the wrapper is the harness's, not storekeeper's.
+    pub fn helm_cpu(&self) -> (f64, f64) {
+        let Some(dir) = &self.cpu_log else {
+            return (0.0, 0.0);
+        };
         let secs = |t: &str| -> f64 {
             let t = t.trim_end_matches('s');
             let (m, s) = t.split_once('m').unwrap_or(("0", t));
             m.parse::<f64>().unwrap_or(0.0) * 60.0 + s.parse::<f64>().unwrap_or(0.0)
         };
+        let line = |l: Option<&str>| l.map_or(0.0, |l| l.split_whitespace().map(secs).sum::<f64>());
         let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0.0;
+            return (0.0, 0.0);
         };
         entries
             .flatten()
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .filter_map(|t| {
-                t.lines()
-                    .nth(1)
-                    .map(|l| l.split_whitespace().map(secs).sum::<f64>())
+            .fold((0.0, 0.0), |(h, w), t| {
+                let mut lines = t.lines();
+                let shell = line(lines.next());
+                (h + line(lines.next()), w + shell)
             })
-            .sum()
     }
 
     /// Every helm invocation so far: (unix time, arguments).
@@ -457,6 +460,23 @@ pub fn children_cpu(tick: f64) -> f64 {
 
 pub fn clk_tck() -> f64 {
     sh("getconf", &["CLK_TCK"]).parse::<f64>().unwrap_or(100.0)
+}
+
+/// Busy CPU time of the whole machine so far (every process, ours and others'), in seconds:
+/// the `cpu` line of /proc/stat without idle and iowait.
+pub fn machine_busy(tick: f64) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| f.get(*i)).sum();
+    busy as f64 / tick
 }
 
 /// VmHWM and VmRSS of a process, in KiB.
