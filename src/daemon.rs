@@ -761,3 +761,49 @@ fn reject(e: WebhookError) -> WebhookReject {
         code: e.code(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            revision: "dir:x".into(),
+            stores: BTreeMap::new(),
+            unnamed: Vec::new(),
+            files: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn a_plan_is_skipped_only_when_nothing_it_depended_on_moved() {
+        let s = snapshot();
+        let basis = |timeless| Basis {
+            snapshot: Arc::clone(&s),
+            cluster: Some(4),
+            epoch: 7,
+            timeless,
+        };
+        assert!(basis(true).holds(&s, Some(4), 7), "the same everything");
+        let equal_but_new = snapshot();
+        assert!(
+            !basis(true).holds(&equal_but_new, Some(4), 7),
+            "another snapshot, even an equal one"
+        );
+        assert!(!basis(true).holds(&s, Some(5), 7), "someone changed a namespace");
+        assert!(
+            !basis(true).holds(&s, None, 7),
+            "no usable watch cache: always plan"
+        );
+        assert!(!basis(true).holds(&s, Some(4), 8), "an operation ended");
+        assert!(!basis(false).holds(&s, Some(4), 7), "a release was in progress");
+        let listed = Basis {
+            cluster: None,
+            ..basis(true)
+        };
+        assert!(
+            !listed.holds(&s, None, 7),
+            "a plan made from a LIST is never the basis for skipping"
+        );
+    }
+}
