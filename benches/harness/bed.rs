@@ -133,11 +133,15 @@ impl Bed {
             ),
             None => format!("exec '{}' \"$@\"\n", real.display()),
         };
+        // Each wrapper's PID (helm's, after exec), so that helm processes a killed daemon left
+        // behind are ended when the bed is dropped.
+        let pids = dir.path().join("helm.pids");
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\necho \"$(date +%s.%N) $*\" >> '{}'\n{run}",
-                log.display()
+                "#!/bin/sh\necho \"$(date +%s.%N) $*\" >> '{}'\necho $$ >> '{}'\n{run}",
+                log.display(),
+                pids.display()
             ),
         )
         .map_err(|e| e.to_string())?;
@@ -252,6 +256,20 @@ impl Bed {
                 .map_err(|e| e.to_string())?;
         }
         Ok(dir)
+    }
+}
+
+impl Drop for Bed {
+    /// helm processes still running (a daemon aborted with installs hanging leaves them behind)
+    /// are ended, by the PIDs their wrappers recorded, if they are still helm.
+    fn drop(&mut self) {
+        let pids = std::fs::read_to_string(self.dir.path().join("helm.pids")).unwrap_or_default();
+        for pid in pids.split_whitespace() {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*self.charts.to_string_lossy()) {
+                let _ = Command::new("kill").args(["-TERM", pid]).status();
+            }
+        }
     }
 }
 
