@@ -3,8 +3,14 @@
 //! A namespace is ours only when it carries both of our labels. Annotations on it record what was
 //! last applied successfully (spec hash, revision, chart version, time, protection) — they are
 //! written only after a successful apply, so "hash equal" means "this exact spec is deployed".
+//!
+//! The daemon observes namespaces through a watch-fed cache ([`cache`]), so an idle plan makes
+//! no API request; the one-shot commands LIST.
+
+mod cache;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -14,8 +20,13 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use rand::Rng;
 use serde_json::json;
+use tokio::sync::mpsc;
+
+use cache::NamespaceCache;
+pub use cache::{Miss, WRITE_WAIT};
 
 use crate::config::ClusterSettings;
+use crate::metrics::Metrics;
 use crate::spec::{Engine, StoreName};
 use crate::status::{Phase, StatusAnnotation};
 
@@ -245,6 +256,14 @@ pub trait ClusterOps: Send + Sync + 'static {
 pub struct Cluster {
     namespaces: Api<Namespace>,
     client: Client,
+    /// The namespace watch, once [`Cluster::watch_namespaces`] started it (the daemon).
+    cache: Arc<OnceLock<Watched>>,
+}
+
+/// The namespace cache and the counter of how observations were answered.
+struct Watched {
+    cache: NamespaceCache,
+    metrics: Arc<Metrics>,
 }
 
 impl Cluster {
@@ -252,7 +271,42 @@ impl Cluster {
         Cluster {
             namespaces: Api::all(client.clone()),
             client,
+            cache: Arc::default(),
         }
+    }
+
+    /// Starts watching every namespace (once; later calls do nothing): from now on
+    /// [`ClusterOps::observe`] reads the cache, and a namespace changed by anyone else sends on
+    /// `wake`. Must be called within the tokio runtime.
+    pub fn watch_namespaces(&self, wake: mpsc::Sender<()>, metrics: Arc<Metrics>) {
+        self.cache.get_or_init(|| Watched {
+            cache: NamespaceCache::spawn(self.namespaces.clone(), wake),
+            metrics,
+        });
+    }
+
+    /// A counter of namespace changes made by others while the watch cache can answer; `None`
+    /// without a usable cache. Unmoved, it means the next observation would equal the last one
+    /// but for the daemon's own writes.
+    pub fn changes(&self) -> Option<u64> {
+        self.cache.get().and_then(|w| w.cache.changes())
+    }
+
+    /// Tells the cache about a namespace write, so the next observation waits for it.
+    fn wrote(&self, ns: &Namespace) {
+        if let Some(w) = self.cache.get() {
+            w.cache.wrote(ns.metadata.resource_version.as_deref());
+        }
+    }
+
+    /// One LIST of every namespace; a cache that equals it is known current (see [`cache`]).
+    async fn list(&self) -> Result<Observed, ClusterError> {
+        let list = self.namespaces.list(&ListParams::default()).await?;
+        if let Some(w) = self.cache.get() {
+            w.cache
+                .check(&list.items, list.metadata.resource_version.as_deref());
+        }
+        Ok(observed_from(&list.items))
     }
 
     /// The API client (leader election shares it).
@@ -274,7 +328,10 @@ impl Cluster {
             ..Namespace::default()
         };
         match self.namespaces.create(&PostParams::default(), &ns).await {
-            Ok(_) => Ok(()),
+            Ok(created) => {
+                self.wrote(&created);
+                Ok(())
+            }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 // It exists: ours (a retry after a lost response) or someone else's.
                 let existing = self.namespaces.get(name).await?;
@@ -300,9 +357,11 @@ impl Cluster {
             return Ok(());
         }
         let patch = json!({ "metadata": { "labels": labels } });
-        self.namespaces
+        let patched = self
+            .namespaces
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
+        self.wrote(&patched);
         Ok(())
     }
 
@@ -332,28 +391,47 @@ impl Cluster {
     }
 }
 
+/// What a plan sees of a list of namespaces, in name order (as the cache builds it, so both
+/// resolve a store label claimed twice the same way).
+fn observed_from(items: &[Namespace]) -> Observed {
+    let mut by_name: Vec<&Namespace> = items.iter().collect();
+    by_name.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut observed = Observed::default();
+    for ns in by_name {
+        match ObservedStore::from_namespace(ns) {
+            Some((store, o)) => {
+                observed.stores.insert(store, o);
+            }
+            None => {
+                observed
+                    .foreign
+                    .insert(ns.metadata.name.clone().unwrap_or_default());
+            }
+        }
+    }
+    observed
+}
+
 fn is_ours(labels: &BTreeMap<String, String>) -> bool {
     labels.get(MANAGED_BY).map(String::as_str) == Some(MANAGER) && labels.contains_key(STORE_LABEL)
 }
 
 impl ClusterOps for Cluster {
-    /// One LIST of all namespaces (no per-store GET: foreign ones are known from it).
+    /// Every namespace, ours by store and the names of the others: from the watch cache once it
+    /// has caught up with our own writes, else one LIST (no per-store GET either way).
     async fn observe(&self) -> Result<Observed, ClusterError> {
-        let list = self.namespaces.list(&ListParams::default()).await?;
-        let mut observed = Observed::default();
-        for ns in &list.items {
-            match ObservedStore::from_namespace(ns) {
-                Some((name, o)) => {
-                    observed.stores.insert(name, o);
-                }
-                None => {
-                    observed
-                        .foreign
-                        .insert(ns.metadata.name.clone().unwrap_or_default());
-                }
+        let Some(w) = self.cache.get() else {
+            return self.list().await;
+        };
+        let source = match w.cache.read(WRITE_WAIT).await {
+            Ok(observed) => {
+                w.metrics.cluster_observations.with_label_values(&["cache"]).inc();
+                return Ok(observed);
             }
-        }
-        Ok(observed)
+            Err(miss) => miss.code(),
+        };
+        w.metrics.cluster_observations.with_label_values(&[source]).inc();
+        self.list().await
     }
 
     async fn ensure_namespace(
@@ -395,15 +473,22 @@ impl ClusterOps for Cluster {
 
     async fn annotate(&self, namespace: &str, ann: &Annotations) -> Result<(), ClusterError> {
         let patch = json!({ "metadata": { "annotations": ann } });
-        self.namespaces
+        let patched = self
+            .namespaces
             .patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
+        self.wrote(&patched);
         Ok(())
     }
 
     async fn delete_namespace(&self, name: &str, timeout: Duration) -> Result<(), ClusterError> {
         match self.namespaces.delete(name, &DeleteParams::background()).await {
-            Ok(_) => {}
+            Ok(deleted) => {
+                // The object (marked for deletion) or a Status; only the object has a version.
+                if let Some(ns) = deleted.left() {
+                    self.wrote(&ns);
+                }
+            }
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
             Err(e) => return Err(e.into()),
         }

@@ -23,6 +23,7 @@ use crate::helm::Helm;
 use crate::leader::{Leader, LeaderConfig};
 use crate::metrics::Metrics;
 use crate::notify::NotifierTasks;
+use crate::plan::Step;
 use crate::reconcile::Planner;
 use crate::record::{OperationLog, Outlets, Recorder, Statuses};
 use crate::runner::Runner;
@@ -33,6 +34,9 @@ use crate::source::webhook::{RateLimiter, ReplayGuard, WebhookError};
 use crate::source::{self, Snapshot};
 use crate::spec::StoreName;
 use crate::status::Phase;
+
+/// A step that waits for a release in progress: its next decision depends on time.
+const IN_PROGRESS: crate::plan::Action = crate::plan::Action::Skip(crate::plan::Skip::InProgress);
 
 /// The runner and planner the daemon and the one-shot commands use.
 pub type LiveRunner = Runner<Cluster, Helm>;
@@ -354,8 +358,54 @@ struct Loop {
     /// The notification and Event workers, finished after the drain.
     outlets: Option<(NotifierTasks, EventsTask)>,
     last_resync: Option<Instant>,
+    /// What the last successful plan was made from; see [`Basis`].
+    last_plan: Option<Basis>,
     announced_ready: bool,
     last_summary: String,
+}
+
+/// Everything a plan depends on, to skip the next plan when none of it moved: the snapshot (by
+/// pointer), the namespaces (changes by others, from the watch cache), the operations that ended
+/// (the runner's epoch). Release state is read only for stores that changed or are not Ready; a
+/// plan that waits on a release in progress (or a resync) depends on time too, so it is never
+/// skipped; nor is one past the first time a step named (a grace deadline, the creation rate
+/// cap's start time), since by then its answer changes. Retries need no plan: the runner starts
+/// them when due.
+struct Basis {
+    snapshot: Arc<Snapshot>,
+    cluster: Option<u64>,
+    epoch: u64,
+    timeless: bool,
+    /// The earliest deadline or start time of the plan's steps still ahead when it was made.
+    until: Option<jiff::Timestamp>,
+}
+
+impl Basis {
+    fn new(snapshot: &Arc<Snapshot>, cluster: Option<u64>, epoch: u64, steps: &[&Step]) -> Basis {
+        // Only times still ahead: one that has passed already shaped this plan.
+        let now = jiff::Timestamp::now();
+        Basis {
+            snapshot: Arc::clone(snapshot),
+            cluster,
+            epoch,
+            timeless: steps.iter().all(|s| s.action != IN_PROGRESS),
+            until: steps
+                .iter()
+                .flat_map(|s| [s.deadline, s.not_before])
+                .flatten()
+                .filter(|t| *t > now)
+                .min(),
+        }
+    }
+
+    fn holds(&self, snapshot: &Arc<Snapshot>, cluster: Option<u64>, epoch: u64) -> bool {
+        self.timeless
+            && self.until.is_none_or(|u| jiff::Timestamp::now() < u)
+            && cluster.is_some()
+            && self.cluster == cluster
+            && self.epoch == epoch
+            && Arc::ptr_eq(&self.snapshot, snapshot)
+    }
 }
 
 /// Why the loop ended early: a part of the daemon that must not die did.
@@ -384,6 +434,8 @@ impl Loop {
         .with(Arc::clone(&shared.operations), outlets);
         let recorder = Arc::new(recorder);
         let exec = executor(&settings, &cluster, &helm, &recorder, &metrics);
+        // Namespaces changed by others wake the planner like a finished operation does.
+        cluster.watch_namespaces(plan.clone(), Arc::clone(&metrics));
         let runner = Arc::new(Runner::new(exec, settings.helm.max_concurrent.get(), Some(plan)));
         Ok(Loop {
             planner: Planner::new(settings.clone(), Arc::clone(&cluster), Arc::clone(&helm)),
@@ -401,6 +453,7 @@ impl Loop {
             shared: shared.clone(),
             outlets: Some(tasks),
             last_resync: None,
+            last_plan: None,
             announced_ready: false,
             last_summary: String::new(),
         })
@@ -428,7 +481,7 @@ impl Loop {
                 }
             };
             tokio::select! {
-                () = tokio::time::sleep(self.settings.reconcile.interval) => {}
+                () = tokio::time::sleep(self.nap()) => {}
                 _ = trigger_rx.recv() => {}
                 r = leading.changed() => if r.is_err() {
                     outcome = Err(fatal("leader election task ended"));
@@ -466,6 +519,17 @@ impl Loop {
         outcome
     }
 
+    /// How long to sleep before the next tick: the interval, or less when a step's deadline or
+    /// start time comes sooner (a grace period ends on time, not up to an interval late).
+    fn nap(&self) -> Duration {
+        let interval = self.settings.reconcile.interval;
+        let Some(until) = self.last_plan.as_ref().and_then(|b| b.until) else {
+            return interval;
+        };
+        let left = until.duration_since(jiff::Timestamp::now());
+        Duration::try_from(left).map_or(Duration::ZERO, |d| d.min(interval))
+    }
+
     /// Starts leader election, or a channel that always says "leader". Returns the sender that
     /// tells the election the daemon has drained, and the leadership watch.
     fn start_leader(&self) -> (watch::Sender<bool>, watch::Receiver<bool>) {
@@ -488,6 +552,7 @@ impl Loop {
         if !leader {
             // A standby stays ready: it reads the source and would take over at once.
             self.health.cluster_succeeded();
+            self.last_plan = None;
             return;
         }
         let Some(snapshot) = self.snapshots.borrow_and_update().clone() else {
@@ -503,14 +568,20 @@ impl Loop {
             || self
                 .last_resync
                 .is_none_or(|t| t.elapsed() >= self.settings.reconcile.resync_interval);
-        let epoch = self.runner.epoch();
+        let (cluster, epoch) = (self.cluster.changes(), self.runner.epoch());
+        if !resync && self.unchanged(&snapshot, cluster, epoch) {
+            return;
+        }
         let running = self.runner.running();
+        self.last_plan = None;
         match self.planner.plan(&snapshot, resync, &running, epoch).await {
             Ok(planned) => {
                 self.health.cluster_succeeded();
                 if resync {
                     self.last_resync = Some(Instant::now());
                 }
+                let steps: Vec<&Step> = planned.works.iter().map(|w| &w.step).collect();
+                self.last_plan = Some(Basis::new(&snapshot, cluster, epoch, &steps));
                 let gone = self.gone(&planned);
                 self.runner.submit(planned).await;
                 self.runner.forget(&gone).await;
@@ -529,6 +600,27 @@ impl Loop {
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
         self.notify_systemd();
+        // A plan's transient structures (O(stores)) are gone now; give their pages back.
+        crate::alloc::release();
+    }
+
+    /// Whether nothing the last plan depended on moved (see [`Basis`]); if so, the wake-up is
+    /// counted and no plan is made.
+    fn unchanged(&mut self, snapshot: &Arc<Snapshot>, cluster: Option<u64>, epoch: u64) -> bool {
+        let holds = self
+            .last_plan
+            .as_ref()
+            .is_some_and(|b| b.holds(snapshot, cluster, epoch));
+        if holds {
+            // The watch is live (else `cluster` is None), so the cluster is reachable.
+            self.health.cluster_succeeded();
+            self.metrics
+                .reconcile_cycles
+                .with_label_values(&["unchanged"])
+                .inc();
+            self.notify_systemd();
+        }
+        holds
     }
 
     /// Stores with a status that the plan no longer mentions (gone from file and cluster).
@@ -613,6 +705,7 @@ impl Loop {
         );
         self.settings = settings;
         self.last_resync = None;
+        self.last_plan = None;
         info!("config reloaded");
     }
 }
@@ -837,5 +930,81 @@ fn reject(e: WebhookError) -> WebhookReject {
     WebhookReject {
         status,
         code: e.code(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, Skip};
+
+    fn snapshot() -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            revision: "dir:x".into(),
+            stores: BTreeMap::new(),
+            unnamed: Vec::new(),
+            files: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn a_plan_is_skipped_only_when_nothing_it_depended_on_moved() {
+        let s = snapshot();
+        let basis = |timeless| Basis {
+            snapshot: Arc::clone(&s),
+            cluster: Some(4),
+            epoch: 7,
+            timeless,
+            until: None,
+        };
+        assert!(basis(true).holds(&s, Some(4), 7), "the same everything");
+        let equal_but_new = snapshot();
+        assert!(
+            !basis(true).holds(&equal_but_new, Some(4), 7),
+            "another snapshot, even an equal one"
+        );
+        assert!(!basis(true).holds(&s, Some(5), 7), "someone changed a namespace");
+        assert!(
+            !basis(true).holds(&s, None, 7),
+            "no usable watch cache: always plan"
+        );
+        assert!(!basis(true).holds(&s, Some(4), 8), "an operation ended");
+        assert!(!basis(false).holds(&s, Some(4), 7), "a release was in progress");
+        let listed = Basis {
+            cluster: None,
+            ..basis(true)
+        };
+        assert!(
+            !listed.holds(&s, None, 7),
+            "a plan made from a LIST is never the basis for skipping"
+        );
+    }
+
+    /// A grace deadline or a creation start time ahead makes the plan hold until then; one that
+    /// has passed when the plan is made is not a reason to plan again and again.
+    #[test]
+    fn a_plan_holds_until_the_first_time_a_step_named() {
+        let s = snapshot();
+        let now = jiff::Timestamp::now();
+        let secs = jiff::SignedDuration::from_secs;
+        let name = crate::spec::StoreName::new("x").expect("name");
+        let mut soon = Step::new(name.clone(), Action::ScheduleDeletion, "gone");
+        soon.deadline = Some(now + secs(3600));
+        let mut later = Step::new(name.clone(), Action::Skip(Skip::PendingDeletion), "cap");
+        later.not_before = Some(now + secs(7200));
+        let mut past = Step::new(name, Action::Delete, "due");
+        past.deadline = Some(now - secs(5));
+
+        let basis = Basis::new(&s, Some(1), 1, &[&later, &soon, &past]);
+        assert_eq!(basis.until, soon.deadline, "the earliest time still ahead");
+        assert!(basis.holds(&s, Some(1), 1));
+        let due = Basis {
+            until: Some(now - secs(1)),
+            ..Basis::new(&s, Some(1), 1, &[])
+        };
+        assert!(!due.holds(&s, Some(1), 1), "the deadline has come: plan");
+        let only_past = Basis::new(&s, Some(1), 1, &[&past]);
+        assert_eq!(only_past.until, None);
+        assert!(only_past.holds(&s, Some(1), 1));
     }
 }

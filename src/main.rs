@@ -219,6 +219,8 @@ fn init_logs(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (see storekeeper::alloc).
+    storekeeper::alloc::configure();
     // libgit2 has no network timeouts by default: a Git server that accepts the connection and
     // then goes silent would hang a fetch forever.
     // SAFETY: these set libgit2 globals; they run first in main, before any thread exists.

@@ -18,6 +18,7 @@ use crate::status::{Phase, StoreStatus};
 /// list is tested against this, and this against what the registry exposes.
 pub const NAMES: &[&str] = &[
     "storekeeper_build_info",
+    "storekeeper_cluster_observations_total",
     "storekeeper_deletion_deadline_timestamp_seconds",
     "storekeeper_deletions_blocked_total",
     "storekeeper_deletions_total",
@@ -68,6 +69,7 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub operations_in_flight: IntGauge,
     pub reconcile_errors: IntCounterVec,
+    pub cluster_observations: IntCounterVec,
     /// Stores whose spec-error series is exported, so it can be removed once fixed.
     spec_errors_exported: Mutex<BTreeSet<StoreName>>,
 }
@@ -80,7 +82,14 @@ const HELP: &[(&str, &str)] = &[
         "storekeeper_store_info",
         "One series per store with its engine, phase and source revision; always 1.",
     ),
-    ("storekeeper_reconcile_cycles_total", "Plans by result."),
+    (
+        "storekeeper_reconcile_cycles_total",
+        "Plans by result (unchanged: nothing changed since the last plan, none made).",
+    ),
+    (
+        "storekeeper_cluster_observations_total",
+        "Observations of the cluster's namespaces, by source (the watch cache, or a LIST and why).",
+    ),
     (
         "storekeeper_reconcile_duration_seconds",
         "How long one plan took (observe, plan, queue).",
@@ -230,6 +239,7 @@ impl Metrics {
             leader: r.gauge("storekeeper_leader")?,
             queue_depth: r.gauge("storekeeper_queue_depth")?,
             operations_in_flight: r.gauge("storekeeper_operations_in_flight")?,
+            cluster_observations: r.counters("storekeeper_cluster_observations_total", &["source"])?,
             registry: r.0,
             spec_errors_exported: Mutex::default(),
         })
@@ -483,6 +493,7 @@ mod tests {
         m.deletions_blocked.with_label_values(&["x"]).inc();
         m.deletions.with_label_values(&["ok"]).inc();
         m.webhook_requests.with_label_values(&["ok"]).inc();
+        m.cluster_observations.with_label_values(&["cache"]).inc();
         let ours: Vec<String> = m
             .names()
             .into_iter()

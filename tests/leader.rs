@@ -377,6 +377,14 @@ mod rbac {
             "helm {major}, resync: {}",
             support::show(&out)
         );
+        // The daemon's own reads: the namespace watch its plans observe through.
+        let daemon = support::daemon::Daemon::start(&env, &[]);
+        assert!(
+            daemon.wait_ready("corner-shop", std::time::Duration::from_secs(60)),
+            "helm {major}, daemon: {}",
+            daemon.logs()
+        );
+        daemon.stop();
         used.extend(
             env.api
                 .requests()

@@ -21,18 +21,20 @@ use crate::kinds::{self, Kind, by_plural};
 use crate::patch;
 use crate::protobuf;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{ApiError, Store, WatchStart};
+use crate::store::{ApiError, Line, Store, WatchStart};
 
 /// Locks a mutex, ignoring poisoning: a panicking test must not take the server down with it.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Injected failures: `(remaining, method, path substring)`; and a delay for every response.
+/// Injected failures: `(remaining, method, path substring)`; a delay for every response; and a
+/// lag of watches behind writes (for watches opened from then on).
 #[derive(Default)]
 pub struct Faults {
     pub fail: Vec<(usize, String, String)>,
     pub delay: Duration,
+    pub watch_lag: Duration,
 }
 
 impl Faults {
@@ -63,15 +65,60 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub log: Mutex<Vec<Request>>,
     pub faults: Mutex<Faults>,
+    pub pages: Mutex<Pages>,
+}
+
+/// Paged LISTs (`limit` and `continue`), as the real server serves them: every page of one list
+/// comes from the same snapshot (the first page's resourceVersion). The rest of a list waits here
+/// under its continue token; the oldest lists are forgotten (their token then answers 410).
+#[derive(Default)]
+pub struct Pages {
+    next: u64,
+    lists: std::collections::VecDeque<(String, u64, Vec<Value>)>,
+}
+
+/// Lists whose remaining pages are kept.
+const OPEN_LISTS: usize = 16;
+
+impl Pages {
+    /// The first `limit` items; the rest are kept under the returned token.
+    fn first(&mut self, rv: u64, mut items: Vec<Value>, limit: usize) -> (Vec<Value>, Option<String>) {
+        if limit == 0 || items.len() <= limit {
+            return (items, None);
+        }
+        let rest = items.split_off(limit);
+        self.next += 1;
+        let token = format!("testbed-{}", self.next);
+        self.lists.push_back((token.clone(), rv, rest));
+        while self.lists.len() > OPEN_LISTS {
+            self.lists.pop_front();
+        }
+        (items, Some(token))
+    }
+
+    /// The next page of a list, its resourceVersion and the next token.
+    fn more(&mut self, token: &str, limit: usize) -> Result<(Vec<Value>, u64, Option<String>), ApiError> {
+        let at = self
+            .lists
+            .iter()
+            .position(|(t, _, _)| t == token)
+            .ok_or_else(|| ApiError::new(410, "Expired", "the provided continue parameter is too old"))?;
+        let (_, rv, rest) = self.lists.remove(at).unwrap_or_default();
+        let (page, next) = self.first(rv, rest, limit);
+        Ok((page, rv, next))
+    }
 }
 
 /// A response body: complete, or a watch stream that ends at its deadline or when the server
-/// drops the watch.
+/// drops the watch. A stream hands out each line no sooner than `lag` after the server made it.
 pub enum Body {
     Full(Option<Bytes>),
     Stream {
-        rx: UnboundedReceiver<String>,
+        rx: UnboundedReceiver<Line>,
         deadline: Option<Pin<Box<Sleep>>>,
+        lag: Duration,
+        held: Option<Line>,
+        wait: Option<Pin<Box<Sleep>>>,
     },
 }
 
@@ -85,14 +132,34 @@ impl hyper::body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream { rx, deadline } => {
+            Body::Stream {
+                rx,
+                deadline,
+                lag,
+                held,
+                wait,
+            } => {
                 if let Some(d) = deadline
                     && d.as_mut().poll(cx).is_ready()
                 {
                     return Poll::Ready(None);
                 }
-                rx.poll_recv(cx)
-                    .map(|line| line.map(|l| Ok(Frame::data(Bytes::from(l)))))
+                if held.is_none() {
+                    match rx.poll_recv(cx) {
+                        Poll::Ready(Some(line)) => *held = Some(line),
+                        Poll::Ready(None) => return Poll::Ready(None),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                let due = held.as_ref().map(|(at, _)| *at + *lag);
+                if let Some(due) = due.filter(|d| *d > tokio::time::Instant::now()) {
+                    let sleep = wait.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                    sleep.as_mut().reset(due);
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Poll::Ready(held.take().map(|(_, l)| Ok(Frame::data(Bytes::from(l)))))
             }
         }
     }
@@ -397,7 +464,14 @@ fn resource(shared: &Shared, route: &Route, req: &Req<'_>) -> Result<Response<Bo
                     .get("timeoutSeconds")
                     .and_then(|t| t.parse::<u64>().ok())
                     .map(|s| Box::pin(tokio::time::sleep(Duration::from_secs(s))));
-                let mut r = Response::new(Body::Stream { rx, deadline });
+                let lag = lock(&shared.faults).watch_lag;
+                let mut r = Response::new(Body::Stream {
+                    rx,
+                    deadline,
+                    lag,
+                    held: None,
+                    wait: None,
+                });
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
                     hyper::header::HeaderValue::from_static("application/json"),
@@ -405,12 +479,26 @@ fn resource(shared: &Shared, route: &Route, req: &Req<'_>) -> Result<Response<Bo
                 r
             }),
             "GET" => {
-                let (labels, fields) = selectors(req)?;
-                let items = store.list(kind, ns, &labels, &fields);
-                Ok(json_response(
-                    200,
-                    &list_json(kind, store.resource_version(), items),
-                ))
+                let limit = req
+                    .query
+                    .get("limit")
+                    .and_then(|l| l.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut pages = lock(&shared.pages);
+                let (items, rv, next) = match req.query.get("continue").filter(|c| !c.is_empty()) {
+                    Some(token) => pages.more(token, limit)?,
+                    None => {
+                        let (labels, fields) = selectors(req)?;
+                        let rv = store.resource_version();
+                        let (page, next) = pages.first(rv, store.list(kind, ns, &labels, &fields), limit);
+                        (page, rv, next)
+                    }
+                };
+                let mut list = list_json(kind, rv, items);
+                if let Some(token) = next {
+                    list["metadata"]["continue"] = Value::String(token);
+                }
+                Ok(json_response(200, &list))
             }
             "POST" if kind.namespaced == ns.is_some() => {
                 let obj = decode_body(req)?;
@@ -500,7 +588,7 @@ fn list_json(kind: &Kind, rv: u64, items: Vec<Value>) -> Value {
            "metadata": {"resourceVersion": rv.to_string()}, "items": items})
 }
 
-fn watch(store: &mut Store, route: &Route, req: &Req<'_>) -> Result<UnboundedReceiver<String>, ApiError> {
+fn watch(store: &mut Store, route: &Route, req: &Req<'_>) -> Result<UnboundedReceiver<Line>, ApiError> {
     let (labels, fields) = selectors(req)?;
     let rv = req
         .query
@@ -587,6 +675,25 @@ fn patch_object(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_paged_list_is_one_snapshot_and_an_old_token_expires() {
+        let mut pages = Pages::default();
+        let items: Vec<Value> = (0..5).map(|i| json!({"n": i})).collect();
+        let (first, token) = pages.first(7, items, 2);
+        assert_eq!(first.len(), 2);
+        let token = token.expect("more to come");
+        let (second, rv, token) = pages.more(&token, 2).expect("page 2");
+        assert_eq!((second[0]["n"].clone(), rv), (json!(2), 7));
+        let (last, _, end) = pages.more(&token.expect("page 3"), 2).expect("page 3");
+        assert_eq!((last.len(), end), (1, None));
+        assert_eq!(
+            pages.more("testbed-1", 2).map(|_| ()).map_err(|e| e.code),
+            Err(410)
+        );
+        let (all, none) = pages.first(8, vec![json!(1)], 0);
+        assert_eq!((all.len(), none), (1, None), "no limit: everything at once");
+    }
+
     use super::*;
 
     #[test]

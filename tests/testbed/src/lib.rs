@@ -226,6 +226,12 @@ impl TestApi {
             .is_ok()
     }
 
+    /// Compacts the event history (see `Store::compact`): watches resuming from before now get
+    /// `410 Expired` and must list again.
+    pub fn compact(&self) {
+        lock(&self.shared.store).compact();
+    }
+
     /// The next `n` requests whose method is `method` (case-insensitive; `""` = any) and whose
     /// path contains `path_contains` (or, with a trailing `$`, ends with it) get a 500 `Status`.
     pub fn fail_next(&self, n: usize, method: &str, path_contains: &str) {
@@ -237,6 +243,12 @@ impl TestApi {
     /// Delays every response by `d` (`Duration::ZERO` turns it off).
     pub fn set_delay(&self, d: Duration) {
         lock(&self.shared.faults).delay = d;
+    }
+
+    /// Makes watches opened from now on deliver each event `d` after the write that caused it,
+    /// as a loaded API server's watch cache lags behind its writes (`Duration::ZERO`: at once).
+    pub fn set_watch_lag(&self, d: Duration) {
+        lock(&self.shared.faults).watch_lag = d;
     }
 
     /// Closes the listener and every open connection (watches included) for `d`, then listens

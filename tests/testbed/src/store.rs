@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::time::Instant;
 
 use crate::controllers;
 use crate::kinds::{KINDS, Kind};
@@ -79,13 +80,17 @@ struct Event {
     obj: Value,
 }
 
+/// One watch event line and when the server produced it (a watch may deliver it later; see
+/// `TestApi::set_watch_lag`).
+pub type Line = (Instant, String);
+
 /// An open watch; its receiver is the body of a streaming HTTP response.
 struct Watcher {
     kind: usize,
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
-    tx: UnboundedSender<String>,
+    tx: UnboundedSender<Line>,
 }
 
 impl Watcher {
@@ -286,7 +291,7 @@ impl Store {
             obj,
         };
         self.watchers.retain(|w| match w.line_for(&ev) {
-            Some(line) => w.tx.send(line).is_ok(),
+            Some(line) => w.tx.send((Instant::now(), line)).is_ok(),
             None => !w.tx.is_closed(),
         });
         self.history.push(ev);
@@ -305,7 +310,7 @@ impl Store {
         labels: LabelSelector,
         fields: FieldSelector,
         start: WatchStart,
-    ) -> Result<UnboundedReceiver<String>> {
+    ) -> Result<UnboundedReceiver<Line>> {
         let (tx, rx) = unbounded_channel();
         let w = Watcher {
             kind: kind.id(),
@@ -317,7 +322,7 @@ impl Store {
         match start {
             WatchStart::Current { bookmark } => {
                 for obj in self.list(kind, ns, &w.labels, &w.fields) {
-                    let _ = w.tx.send(event_line("ADDED", &obj));
+                    let _ = w.tx.send((Instant::now(), event_line("ADDED", &obj)));
                 }
                 if bookmark {
                     let mark = json!({
@@ -325,26 +330,38 @@ impl Store {
                         "metadata": {"resourceVersion": self.rv.to_string(),
                                      "annotations": {"k8s.io/initial-events-end": "true"}},
                     });
-                    let _ = w.tx.send(event_line("BOOKMARK", &mark));
+                    let _ = w.tx.send((Instant::now(), event_line("BOOKMARK", &mark)));
                 }
             }
             WatchStart::After(rv) => {
                 if rv < self.history_floor {
-                    return Err(ApiError::new(
-                        410,
-                        "Expired",
-                        format!("too old resource version: {rv} ({})", self.history_floor),
-                    ));
+                    // As the real server's watch cache does (`newErrWatcher`): once the request
+                    // is accepted, a compacted version is an ERROR event in a 200 stream, which
+                    // then ends — not an HTTP 410. Clients re-list on it.
+                    let status = json!({
+                        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": format!("too old resource version: {rv} ({})", self.history_floor),
+                        "reason": "Expired", "code": 410,
+                    });
+                    let _ = w.tx.send((Instant::now(), event_line("ERROR", &status)));
+                    return Ok(rx);
                 }
                 for ev in self.history.iter().filter(|e| e.rv > rv) {
                     if let Some(line) = w.line_for(ev) {
-                        let _ = w.tx.send(line);
+                        let _ = w.tx.send((Instant::now(), line));
                     }
                 }
             }
         }
         self.watchers.push(w);
         Ok(rx)
+    }
+
+    /// Forgets the event history, as an etcd compaction does: a watch that resumes from an
+    /// older resourceVersion gets `410 Expired`.
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.history_floor = self.rv;
     }
 
     /// Checks that the object's namespace exists (namespaced kinds) and fills the namespace in.
@@ -769,7 +786,7 @@ mod tests {
                 WatchStart::Current { bookmark: true },
             )
             .expect("watch");
-        let lines: Vec<Value> = std::iter::from_fn(|| rx.try_recv().ok())
+        let lines: Vec<Value> = std::iter::from_fn(|| rx.try_recv().ok().map(|(_, l)| l))
             .map(|l| serde_json::from_str(&l).expect("json"))
             .collect();
         assert_eq!(lines.len(), 2);
@@ -778,6 +795,46 @@ mod tests {
         let mark = &lines[1]["object"]["metadata"];
         assert_eq!(mark["annotations"]["k8s.io/initial-events-end"], "true");
         assert_eq!(mark["resourceVersion"], s.resource_version().to_string());
+    }
+
+    #[test]
+    fn a_watch_from_a_compacted_version_gets_an_expired_event() {
+        let mut s = store_with_ns("a");
+        let nss = kind("", "namespaces");
+        let old = s.resource_version();
+        s.create(nss, None, json!({"metadata": {"name": "b"}}), "t")
+            .expect("create");
+        s.compact();
+        let mut rx = s
+            .watch(
+                nss,
+                None,
+                LabelSelector::default(),
+                FieldSelector::default(),
+                WatchStart::After(old),
+            )
+            .expect("a watch is accepted");
+        let line: Value = serde_json::from_str(&rx.try_recv().expect("one event").1).expect("json");
+        assert_eq!(line["type"], "ERROR");
+        assert_eq!(line["object"]["code"], 410);
+        assert!(
+            matches!(
+                rx.try_recv(),
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+            ),
+            "nothing follows: the stream ends"
+        );
+        let current = s.resource_version();
+        assert!(
+            s.watch(
+                nss,
+                None,
+                LabelSelector::default(),
+                FieldSelector::default(),
+                WatchStart::After(current),
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -806,7 +863,7 @@ mod tests {
         let mut moved = v.clone();
         moved["metadata"]["labels"] = json!({"app": "db"});
         s.update(cms, Some("a"), "c", moved, "t", false).expect("update");
-        let types: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+        let types: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok().map(|(_, l)| l))
             .map(|l| serde_json::from_str::<Value>(&l).expect("json")["type"].to_string())
             .collect();
         assert_eq!(types, vec!["\"ADDED\"", "\"DELETED\""]);
