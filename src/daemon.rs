@@ -132,6 +132,7 @@ pub fn executor(
         recorder: Arc::clone(recorder),
         metrics: Arc::clone(metrics),
         delete_timeout: settings.helm.timeout,
+        backups: crate::backup::Backups::kube(cluster.client(), settings.backup.clone()),
     }
 }
 

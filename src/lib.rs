@@ -4,6 +4,7 @@
 //! the cluster's observed state is read next; a pure plan decides one action per store; the
 //! reconciler carries it out through the real `helm` CLI. See the README's architecture section.
 
+pub mod backup;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
