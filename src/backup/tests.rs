@@ -219,7 +219,7 @@ fn the_monitor_shows_the_last_backup_counts_new_failures_once_and_forgets_gone_s
     let now = jiff::Timestamp::now().to_string();
     let failed = job("b-2", "b", Some(("Failed", "DeadlineExceeded", &now)));
     m.apply(&failed);
-    m.reset(&[failed.clone()]);
+    m.reset(std::slice::from_ref(&failed));
     let f = m.take_failures();
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(
