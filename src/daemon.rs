@@ -158,12 +158,14 @@ pub async fn run(
         plan: plan_tx.clone(),
     };
     let (source, wake) = reader.open(&settings);
+    let backups = Arc::new(crate::backup::monitor::BackupMonitor::new(Arc::clone(&metrics)));
     let state = AppState {
         metrics: Arc::clone(&metrics),
         health: Arc::clone(&health),
         statuses: Arc::clone(&statuses),
         source_revision: Arc::clone(&reader.source_revision),
         webhook: webhook_handler(&settings, &source, wake.tx.clone())?,
+        backups: Some(Arc::clone(&backups)),
     };
     // The server outlives the drain (so /readyz can say "shutting down"); it stops last.
     let (server_stop, server_stop_rx) = watch::channel(false);
@@ -177,8 +179,11 @@ pub async fn run(
         None => Ok(()),
         Some(conn) => {
             let notifier = side.notifier.clone();
+            let backup_jobs = crate::backup::monitor::spawn(conn.0.client(), backups);
             let lp = Loop::new(settings, conn, reader, source_task, statuses, plan_tx, notifier);
-            lp.run(shutdown, plan_rx, reload, server).await
+            let outcome = lp.run(shutdown, plan_rx, reload, server).await;
+            backup_jobs.abort();
+            outcome
         }
     };
     health.shutting_down();

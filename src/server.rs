@@ -153,6 +153,14 @@ pub struct AppState {
     pub statuses: Arc<Mutex<BTreeMap<StoreName, StoreStatus>>>,
     pub source_revision: Arc<Mutex<Option<String>>>,
     pub webhook: Option<WebhookHandler>,
+    /// The last backup of each store (`crate::backup::monitor`), read only.
+    pub backups: Option<Arc<crate::backup::monitor::BackupMonitor>>,
+}
+
+impl AppState {
+    fn last_backup(&self, store: &StoreName) -> Option<crate::backup::monitor::LastBackup> {
+        self.backups.as_ref()?.last(store)
+    }
 }
 
 /// Produces the status page's data on each request to `/`.
@@ -408,6 +416,7 @@ pub fn view_of(state: &AppState) -> PageView {
             row.revision = s.revision.clone();
             row.last_transition = Some(s.last_transition);
             row.last_error = s.last_error.clone();
+            row.last_backup = state.last_backup(name).and_then(|b| b.last_success);
             row
         })
         .collect();
@@ -492,7 +501,7 @@ fn get(path: &str, state: &AppState) -> Resp {
                     .map(|s| s.get(&name).cloned())
                     .unwrap_or_default();
                 match statuses {
-                    Some(s) => json_resp(StatusCode::OK, &store_json(&name, &s)),
+                    Some(s) => json_resp(StatusCode::OK, &store_json(&name, &s, state)),
                     None => json_resp(StatusCode::NOT_FOUND, &json!({"error": "no such store"})),
                 }
             }
@@ -501,8 +510,9 @@ fn get(path: &str, state: &AppState) -> Resp {
     }
 }
 
-fn store_json(name: &StoreName, s: &StoreStatus) -> serde_json::Value {
+fn store_json(name: &StoreName, s: &StoreStatus, state: &AppState) -> serde_json::Value {
     json!({
+        "last_backup": state.last_backup(name),
         "name": name,
         "engine": s.engine,
         "phase": s.phase.as_str(),
@@ -523,7 +533,7 @@ fn store_json(name: &StoreName, s: &StoreStatus) -> serde_json::Value {
 /// The `/stores` document (also what `storekeeper status` prints).
 pub fn stores_doc(state: &AppState) -> serde_json::Value {
     let statuses = state.statuses.lock().map(|s| s.clone()).unwrap_or_default();
-    let stores: Vec<_> = statuses.iter().map(|(n, s)| store_json(n, s)).collect();
+    let stores: Vec<_> = statuses.iter().map(|(n, s)| store_json(n, s, state)).collect();
     let age = state.health.source_age().map(|a| a.as_secs_f64());
     let last_success = age.and_then(|a| {
         SystemTime::now()

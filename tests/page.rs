@@ -83,6 +83,7 @@ fn state() -> AppState {
         statuses: Arc::new(Mutex::new(statuses)),
         source_revision: Arc::new(Mutex::new(Some("git:3f2a9c1".into()))),
         webhook: None,
+        backups: None,
     }
 }
 
