@@ -73,20 +73,36 @@ fn backup_values_map_to_the_golden_overlays() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     for spec in snap.specs() {
         let mut v = store_values(spec, Some(&b));
-        let source = snap.specs().find(|s| s.engine == spec.engine).map(|s| s.name.clone());
+        let source = snap
+            .specs()
+            .find(|s| s.engine == spec.engine)
+            .map(|s| s.name.clone());
         let restore = RestoreFrom {
             store: source.expect("a store of its engine"),
             snapshot: Snapshot::Latest,
         };
-        at_apply(&mut v, "git:0123456789abcdef0123456789abcdef01234567", Some(restore_values(&restore, &b)));
+        at_apply(
+            &mut v,
+            "git:0123456789abcdef0123456789abcdef01234567",
+            Some(restore_values(&restore, &b)),
+        );
         let overlay = serde_json::json!({ "backup": v["backup"] });
         let rendered = serde_json::to_string_pretty(&overlay).unwrap_or_default() + "\n";
-        let file = root.join(format!("tests/golden/{}--{}.backup.json", spec.engine.as_str(), spec.name));
+        let file = root.join(format!(
+            "tests/golden/{}--{}.backup.json",
+            spec.engine.as_str(),
+            spec.name
+        ));
         if update {
             std::fs::write(&file, &rendered).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             continue;
         }
         let golden = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        assert_eq!(rendered, golden, "{} differs; UPDATE_GOLDEN=1 regenerates it", file.display());
+        assert_eq!(
+            rendered,
+            golden,
+            "{} differs; UPDATE_GOLDEN=1 regenerates it",
+            file.display()
+        );
     }
 }

@@ -378,10 +378,18 @@ mod rbac {
         apply("upgrade");
         // The backup verbs: a backup Job, a listing Job, the last backups of every store.
         let out = env.run(&["backup", "corner-shop"]);
-        assert!(out.status.success(), "helm {major}, backup: {}", support::show(&out));
+        assert!(
+            out.status.success(),
+            "helm {major}, backup: {}",
+            support::show(&out)
+        );
         let _ = env.run(&["backups", "corner-shop", "--in-cluster"]);
         let out = env.run(&["status", "--from-cluster"]);
-        assert!(out.status.success(), "helm {major}, status: {}", support::show(&out));
+        assert!(
+            out.status.success(),
+            "helm {major}, status: {}",
+            support::show(&out)
+        );
         env.remove_store("city-bikes");
         apply("prune");
         assert!(env.namespace("store-city-bikes").is_none(), "pruned");

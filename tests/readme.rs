@@ -27,7 +27,9 @@ fn metric_list_equals_the_exposed_metrics() {
 #[test]
 fn documented_subcommands_exist() {
     let text = readme();
-    for sub in ["validate", "plan", "apply", "run", "status", "render", "backup", "backups"] {
+    for sub in [
+        "validate", "plan", "apply", "run", "status", "render", "backup", "backups",
+    ] {
         assert!(
             text.contains(&format!("`storekeeper {sub}")),
             "README documents `storekeeper {sub}`"

@@ -75,7 +75,8 @@ storekeeper_restore records the snapshot: a store is restored once (docs/backups
     - {name: uploads, mountPath: /app/static}
     {{- end }}
     {{- if $b.repositoryVolume }}
-    - {name: repository, mountPath: {{ $b.repositoryMountPath | quote }}, readOnly: true}
+    # Read-write: restic takes a (shared) lock in the repository while it reads.
+    - {name: repository, mountPath: {{ $b.repositoryMountPath | quote }}}
     {{- end }}
 {{ include "medusa.restoreDbStep" (dict "ctx" . "step" "load") }}
 {{ include "medusa.restoreDbStep" (dict "ctx" . "step" "rewrite") }}

@@ -82,7 +82,8 @@ See docs/backups.md for the steps, variables and exit codes.
     - {name: html, mountPath: /var/www/html}
     - {name: tmp, mountPath: /tmp}
     {{- if $b.repositoryVolume }}
-    - {name: repository, mountPath: {{ $b.repositoryMountPath | quote }}, readOnly: true}
+    # Read-write: restic takes a (shared) lock in the repository while it reads.
+    - {name: repository, mountPath: {{ $b.repositoryMountPath | quote }}}
     {{- end }}
 {{ include "woo.restoreDbStep" (dict "ctx" . "step" "load") }}
 - name: restore-rewrite
