@@ -51,6 +51,24 @@ pub struct BackupFailure {
     pub at: jiff::Timestamp,
 }
 
+impl BackupFailure {
+    /// The `backup_failed` event for the notifications and Kubernetes Events; `phase` is the
+    /// store's phase now (a failed backup does not change it). No secret: the Job and a reason.
+    pub fn event(&self, phase: &'static str) -> crate::notify::StoreEvent {
+        let reason = format!("backup Job {} failed: {}", self.job, self.reason);
+        let mut e = crate::notify::StoreEvent::new(
+            crate::notify::EventKind::BackupFailed,
+            self.store.as_str(),
+            &self.namespace,
+            phase,
+            reason,
+        );
+        e.code = Some("backup_failed");
+        e.at = self.at;
+        e
+    }
+}
+
 /// One backup Job as far as the summary cares.
 #[derive(Debug, Clone)]
 struct Facts {

@@ -227,6 +227,12 @@ fn the_monitor_shows_the_last_backup_counts_new_failures_once_and_forgets_gone_s
         ("b", "b-2", "DeadlineExceeded")
     );
     assert_eq!(f[0].namespace, "store-b");
+    let e = f[0].event("Ready");
+    assert_eq!(
+        (e.kind, e.code, e.store.as_str()),
+        (crate::notify::EventKind::BackupFailed, Some("backup_failed"), "b")
+    );
+    assert_eq!(e.reason, "backup Job b-2 failed: DeadlineExceeded");
     assert!(
         metrics
             .render()
