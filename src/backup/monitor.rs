@@ -102,7 +102,8 @@ impl BackupMonitor {
         BackupMonitor {
             inner: Mutex::default(),
             metrics,
-            started: jiff::Timestamp::now(),
+            // Job conditions carry whole seconds: a failure in this very second counts.
+            started: jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default(),
             failed: Notify::new(),
         }
     }
