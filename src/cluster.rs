@@ -158,6 +158,8 @@ pub struct ObservedStore {
     pub owner: Option<String>,
     /// When the namespace was created (the store's first install, for the creation rate cap).
     pub created: Option<jiff::Timestamp>,
+    /// `storekeeper.dev/final-backup` as last applied (`crate::backup::FinalPolicy`).
+    pub final_backup: Option<String>,
 }
 
 impl ObservedStore {
@@ -190,6 +192,7 @@ impl ObservedStore {
                 identity: get(ANN_IDENTITY),
                 owner,
                 created: meta.creation_timestamp.as_ref().map(|t| t.0),
+                final_backup: get(crate::backup::ANN_FINAL_BACKUP),
             },
         ))
     }

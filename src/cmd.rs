@@ -360,6 +360,7 @@ async fn status_doc(
         )?)?);
     }
     let (client, _) = storekeeper::cluster::client(&settings.cluster).await?;
+    let last_backups = last_backups(&client).await;
     let observed = storekeeper::cluster::Cluster::new(client).observe().await?;
     let stores: Vec<_> = observed
         .stores
@@ -377,6 +378,7 @@ async fn status_doc(
                 "owner": o.owner,
                 "created": o.created.map(|t| t.to_string()),
                 "deletion_deadline": o.pending_deletion.as_ref().map(|m| m.deadline.to_string()),
+                "last_backup": last_backups.get(name),
             })
         })
         .collect();
@@ -385,8 +387,8 @@ async fn status_doc(
 
 fn print_status(doc: &serde_json::Value) {
     println!(
-        "{:<24} {:<16} {:<12} {:<40} {:<8} {:<22} REASON",
-        "STORE", "PHASE", "OWNER", "URL", "AGE", "REVISION"
+        "{:<24} {:<16} {:<12} {:<40} {:<8} {:<22} {:<30} REASON",
+        "STORE", "PHASE", "OWNER", "URL", "AGE", "REVISION", "LAST BACKUP"
     );
     let now = jiff::Timestamp::now();
     for s in doc["stores"].as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -400,13 +402,14 @@ fn print_status(doc: &serde_json::Value) {
             reason = format!("{reason} (deleted at {d})");
         }
         println!(
-            "{:<24} {:<16} {:<12} {:<40} {:<8} {:<22} {reason}",
+            "{:<24} {:<16} {:<12} {:<40} {:<8} {:<22} {:<30} {reason}",
             text("name"),
             text("phase"),
             text("owner"),
             text("url"),
             age,
             text("revision"),
+            backup_cell(&s["last_backup"]),
         );
     }
 }
@@ -456,4 +459,149 @@ pub async fn render(mut settings: Settings, store: &str) -> anyhow::Result<ExitC
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `2026-11-22T03:31:00Z ok`, or `-` for a store without finished backups.
+fn backup_cell(last: &serde_json::Value) -> String {
+    match (last["at"].as_str(), last["result"].as_str()) {
+        (Some(at), Some(result)) => format!("{at} {result}"),
+        _ => "-".into(),
+    }
+}
+
+/// The last backup of every store, from one LIST of the backup Jobs (for `--from-cluster`);
+/// empty, with a warning, when they cannot be listed.
+async fn last_backups(
+    client: &kube::Client,
+) -> BTreeMap<storekeeper::spec::StoreName, storekeeper::backup::monitor::LastBackup> {
+    use storekeeper::backup::monitor;
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::all(client.clone());
+    match jobs
+        .list(&kube::api::ListParams::default().labels(&monitor::selector()))
+        .await
+    {
+        Ok(list) => monitor::summarize(&list.items),
+        Err(e) => {
+            warn!(error = %e, "cannot list the backup Jobs; no last backups shown");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// `storekeeper backup <store>`: a backup Job from the store's CronJob, waited for (at most
+/// `backup.final_timeout`). Exit 0 when a snapshot was saved, 1 otherwise.
+pub async fn backup(settings: Settings, store: &str) -> anyhow::Result<ExitCode> {
+    use storekeeper::backup::{BackupError, Backups, Purpose};
+    let name = storekeeper::spec::StoreName::new(store).map_err(anyhow::Error::msg)?;
+    let (client, _) = storekeeper::cluster::client(&settings.cluster).await?;
+    let namespace = settings.cluster.namespace_for(&name);
+    let backups = Backups::kube(client, settings.backup.clone());
+    // Fresh credentials when storekeeper.toml names them; the namespace's copy otherwise.
+    if let Err(e) = backups.prepare(&namespace, settings.backup.is_some()).await {
+        warn!(store = %name, error = %e, "cannot refresh the backup Secret; using the namespace's copy");
+    }
+    let started = std::time::Instant::now();
+    match backups.run(&namespace, &name, Purpose::Manual).await {
+        Ok(o) => {
+            println!(
+                "backup of {name}: snapshot {} saved by Job {} in {}s",
+                o.snapshot.as_deref().unwrap_or("(not reported)"),
+                o.job,
+                started.elapsed().as_secs()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(BackupError::NoCronJob(cronjob)) => {
+            eprintln!(
+                "error: store {name} has no backup CronJob {cronjob} in namespace {namespace}: backups are \
+                 off for it (they need [backup] in storekeeper.toml, and the store file must not set \
+                 `[backup] enabled = false`)"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("error: backup of {name} failed: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `storekeeper backups <store>`: the store's snapshots, newest first. With restic on `$PATH`
+/// (unless `in_cluster`), the CLI runs it; otherwise a listing Job does, in the store's
+/// namespace or, for a store that is gone, in the namespace of one that has backups.
+pub async fn backups(
+    settings: Settings,
+    store: &str,
+    in_cluster: bool,
+    json_out: bool,
+) -> anyhow::Result<ExitCode> {
+    use storekeeper::backup::snapshots;
+    let b = settings
+        .backup
+        .clone()
+        .ok_or(storekeeper::backup::BackupError::NotConfigured)?;
+    let name = storekeeper::spec::StoreName::new(store).map_err(anyhow::Error::msg)?;
+    let (client, _) = storekeeper::cluster::client(&settings.cluster).await?;
+    let (list, total, via) = match snapshots::find_restic().filter(|_| !in_cluster) {
+        Some(restic) => {
+            let list = snapshots::with_restic(&restic, &client, &b, &name).await?;
+            let n = list.len();
+            (list, n, format!("restic ({})", restic.display()))
+        }
+        None => listing_job(&settings, &client, &b, &name).await?,
+    };
+    let repository = b.repository_for(&name);
+    if json_out {
+        let items: Vec<_> = list
+            .iter()
+            .map(|s| json!({"id": s.id, "time": s.time, "revision": s.revision}))
+            .collect();
+        let doc = json!({"store": name, "repository": repository, "total": total, "snapshots": items});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<66} {:<27} REVISION", "SNAPSHOT", "TIME");
+    for s in &list {
+        println!(
+            "{:<66} {:<27} {}",
+            s.id,
+            s.time,
+            s.revision.as_deref().unwrap_or("-")
+        );
+    }
+    println!("{total} snapshot(s) of {name} in {repository}, listed by {via}");
+    if total > list.len() {
+        println!(
+            "showing the newest {} of {total} (a Job's result is at most 4 KiB): install restic for all",
+            list.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The listing through a Job: from the store's own CronJob, else any store's with backups.
+async fn listing_job(
+    settings: &Settings,
+    client: &kube::Client,
+    b: &storekeeper::config::BackupSettings,
+    name: &storekeeper::spec::StoreName,
+) -> anyhow::Result<(Vec<storekeeper::backup::snapshots::SnapshotInfo>, usize, String)> {
+    use storekeeper::backup::snapshots::{self, ListError};
+    let observed = storekeeper::cluster::Cluster::new(client.clone())
+        .observe()
+        .await?;
+    let mut runners: Vec<&storekeeper::spec::StoreName> =
+        observed.stores.keys().filter(|s| *s != name).collect();
+    if observed.stores.contains_key(name) {
+        runners.insert(0, name);
+    }
+    for runner in runners {
+        let namespace = settings.cluster.namespace_for(runner);
+        match snapshots::with_job(client, &namespace, runner, name, b).await {
+            Err(ListError::NoCronJob) => continue,
+            Err(e) => return Err(e.into()),
+            Ok((list, total)) => return Ok((list, total, format!("a Job in {namespace}"))),
+        }
+    }
+    Err(ListError::NoCronJob.into())
 }

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::backup::monitor::BackupMonitor;
 use crate::cluster::{self, Cluster};
 use crate::config::{Settings, SourceSettings};
 use crate::events::{EventsTask, KubeEvents};
@@ -139,6 +140,7 @@ pub fn executor(
         recorder: Arc::clone(recorder),
         metrics: Arc::clone(metrics),
         delete_timeout: settings.helm.timeout,
+        backups: crate::backup::Backups::kube(cluster.client(), settings.backup.clone()),
     }
 }
 
@@ -152,6 +154,8 @@ struct Shared {
     operations: OperationLog,
     planned_at: Arc<Mutex<Option<jiff::Timestamp>>>,
     requests: Arc<Requests>,
+    /// The last backup of every store (fed by `backup::monitor`'s watch once connected).
+    backups: Arc<BackupMonitor>,
 }
 
 /// What `POST /reconcile` asked for, taken by the next plan: `Some(empty)` means every store.
@@ -181,8 +185,10 @@ pub async fn run(
     bound: oneshot::Sender<SocketAddr>,
     reload: Option<Reload>,
 ) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
     let shared = Shared {
-        metrics: Arc::new(Metrics::new()),
+        backups: Arc::new(BackupMonitor::new(Arc::clone(&metrics))),
+        metrics,
         health: Arc::new(Health::new(stale_after(&settings), alive_after(&settings))),
         statuses: Statuses::default(),
         operations: OperationLog::default(),
@@ -209,6 +215,7 @@ pub async fn run(
     let result = match connect(&settings, &shared.metrics, &shared.health, &mut shutdown).await? {
         None => Ok(()),
         Some(conn) => {
+            let backup_jobs = crate::backup::monitor::spawn(conn.0.client(), Arc::clone(&shared.backups));
             let lp = Loop::new(
                 settings,
                 conn,
@@ -218,7 +225,11 @@ pub async fn run(
                 plan_tx,
                 side.notifier.clone(),
             )?;
-            lp.run(shutdown, plan_rx, reload, server).await
+            let alerts = lp.spawn_backup_alerts(Arc::clone(&shared.backups));
+            let outcome = lp.run(shutdown, plan_rx, reload, server).await;
+            backup_jobs.abort();
+            alerts.abort();
+            outcome
         }
     };
     shared.health.shutting_down();
@@ -286,6 +297,7 @@ fn start_server(
         operations: Arc::clone(&shared.operations),
         planned_at: Arc::clone(&shared.planned_at),
         reconcile: Some(reconcile),
+        backups: Some(Arc::clone(&shared.backups)),
     };
     let token = match &settings.http.token_file {
         Some(path) => Some(Arc::new(server::AccessToken::load(path)?)),
@@ -517,6 +529,25 @@ impl Loop {
         drop(self);
         finish_outlets(outlets).await;
         outcome
+    }
+
+    /// Tells every failed backup the monitor sees to the outlets (notifications, Events), with
+    /// the store's phase at that moment, until aborted.
+    /// Holds the recorder weakly: once the loop is gone, the outlets' senders must close so
+    /// their workers finish.
+    fn spawn_backup_alerts(&self, monitor: Arc<BackupMonitor>) -> JoinHandle<()> {
+        let recorder = Arc::downgrade(&self.recorder);
+        tokio::spawn(async move {
+            loop {
+                monitor.failed().await;
+                let Some(recorder) = recorder.upgrade() else {
+                    return;
+                };
+                for failure in monitor.take_failures() {
+                    recorder.backup_failed(&failure);
+                }
+            }
+        })
     }
 
     /// How long to sleep before the next tick: the interval, or less when a step's deadline or

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use tracing::info;
 
+use crate::backup::{self, BackupError, Backups};
 use crate::cluster::{self, Annotations, ClusterError, ClusterOps};
 use crate::helm::{HelmError, HelmOps, InstallRequest};
 use crate::metrics::Metrics;
@@ -73,6 +74,12 @@ pub enum ExecError {
     /// The deletion guard refused at the point of no return (the plan should never ask).
     #[error("deletion refused: {0}")]
     Refused(&'static str),
+    /// The final backup before a deletion failed or could not be made: nothing was deleted.
+    #[error("final backup: {0}")]
+    FinalBackup(#[source] BackupError),
+    /// An install's backup side (the Secret copy, a restore's settings) failed.
+    #[error("backups: {0}")]
+    Backup(#[source] BackupError),
     /// A bug: the operation panicked. Reported, not hidden.
     #[error("internal error: {0}")]
     Internal(String),
@@ -90,6 +97,8 @@ impl ExecError {
             ExecError::Io(_) => "io",
             ExecError::Chart(_) => "chart_missing",
             ExecError::Refused(_) => "deletion_refused",
+            ExecError::FinalBackup(e) => e.final_code(),
+            ExecError::Backup(e) => e.setup_code(),
             ExecError::Internal(_) => "internal",
         }
     }
@@ -158,6 +167,8 @@ pub struct ChartInputs {
     pub values_files: Vec<PathBuf>,
     /// The operator values files merged, for plan diffs.
     pub extra: Json,
+    /// `[backup]` of storekeeper.toml: part of every store's values (`values::store_values`).
+    pub backup: Option<Arc<crate::config::BackupSettings>>,
 }
 
 /// Carries out steps.
@@ -168,6 +179,8 @@ pub struct Executor<C, H> {
     pub metrics: Arc<Metrics>,
     /// How long a namespace deletion may take (the helm timeout).
     pub delete_timeout: Duration,
+    /// Final backups before deletions, and the backup Secret of installs.
+    pub backups: Backups,
 }
 
 impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
@@ -220,6 +233,11 @@ impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
             return Err(ExecError::Internal("an install without a desired spec".into()));
         };
         let spec = &desired.spec;
+        let settings = chart.backup.as_deref();
+        let restore = backup::restore_for(work);
+        if restore.is_some() && settings.is_none() {
+            return Err(ExecError::Backup(BackupError::NotConfigured));
+        }
         let mut labels: BTreeMap<String, String> = spec.labels.clone();
         labels.insert(cluster::MANAGED_BY.into(), cluster::MANAGER.into());
         labels.insert(cluster::STORE_LABEL.into(), work.step.store.to_string());
@@ -241,8 +259,18 @@ impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
             .ensure_credentials(&work.namespace, spec.engine)
             .await
             .map_err(ExecError::at(Stage::Credentials))?;
+        let needs_secret = backup::needs_secret(spec, settings, restore.is_some());
+        self.backups
+            .prepare(&work.namespace, needs_secret)
+            .await
+            .map_err(ExecError::Backup)?;
+        let mut vals = values::store_values(spec, settings);
+        if let Some(s) = settings {
+            let restore = restore.map(|r| values::restore_values(r, s));
+            values::at_apply(&mut vals, &work.revision, restore);
+        }
         // Values go to helm in a private temporary file (mode 0600), never on the command line.
-        let file = values_file(&values::values_for(spec))?;
+        let file = values_file(&vals)?;
         let mut values_files = chart.values_files.clone();
         values_files.push(file.path().to_path_buf());
         let req = InstallRequest {
@@ -258,7 +286,7 @@ impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
             return Err(ExecError::helm("upgrade --install")(e));
         }
         self.cluster
-            .annotate(&work.namespace, &applied(work, &chart.hash.chart_version))
+            .annotate(&work.namespace, &applied(work, chart))
             .await
             .map_err(ExecError::at(Stage::Annotate))?;
         Ok(Done::Applied)
@@ -318,6 +346,11 @@ impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
     async fn delete(&self, work: &Work) -> Result<Done, ExecError> {
         self.authorize(Deletion::Prune, work)?;
         info!(store = %work.step.store, namespace = %work.namespace, revision = %cause(work), "Deleting store");
+        // Nothing is deleted unless the store's data is saved (or needs no saving).
+        self.backups
+            .before_deletion(work)
+            .await
+            .map_err(ExecError::FinalBackup)?;
         self.helm
             .uninstall(work.step.store.as_str(), &work.namespace)
             .await
@@ -375,8 +408,14 @@ impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
 }
 
 /// The annotations that say "this exact spec is deployed", written only after helm succeeded.
-fn applied(work: &Work, chart_version: &str) -> Annotations {
+fn applied(work: &Work, chart: &ChartInputs) -> Annotations {
+    let chart_version = &chart.hash.chart_version;
     let now = jiff::Timestamp::now().to_string();
+    let final_backup = work.desired.as_ref().map(|d| {
+        backup::FinalPolicy::of(&d.spec, chart.backup.as_deref())
+            .as_str()
+            .to_string()
+    });
     let spec_hash = work.desired.as_ref().map(|d| d.hash.clone());
     let identity = work.desired.as_ref().map(|d| d.identity.clone());
     let protect = work.desired.as_ref().map(|d| d.spec.protect.to_string());
@@ -387,6 +426,7 @@ fn applied(work: &Work, chart_version: &str) -> Annotations {
         (cluster::ANN_CHART, Some(chart_version.to_string())),
         (cluster::ANN_APPLIED_AT, Some(now.clone())),
         (cluster::ANN_PROTECT, protect),
+        (backup::ANN_FINAL_BACKUP, final_backup),
     ]
     .into();
     if work.observed.as_ref().is_none_or(|o| !o.ever_ready) {

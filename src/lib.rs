@@ -5,6 +5,7 @@
 //! reconciler carries it out through the real `helm` CLI. See the README's architecture section.
 
 pub mod alloc;
+pub mod backup;
 pub mod cluster;
 pub mod config;
 pub mod daemon;

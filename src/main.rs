@@ -90,6 +90,28 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Back a store up now: a Job from its backup CronJob, waited for (at most
+    /// backup.final_timeout). Exit 0: a snapshot was saved; 1: it failed.
+    Backup {
+        /// The store's name.
+        store: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List a store's snapshots (also of a deleted store, to restore it): with restic where it
+    /// is installed (the repository and the backup Secret's credentials go to restic only,
+    /// never printed), else through a short Job in the cluster.
+    Backups {
+        /// The store's name.
+        store: String,
+        #[command(flatten)]
+        common: Common,
+        /// List through a Job in the cluster even when restic is installed here.
+        #[arg(long)]
+        in_cluster: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Show every store's status: from a running daemon's /stores, or with --from-cluster from
     /// the namespace annotations.
     Status {
@@ -282,6 +304,8 @@ fn common_of(command: &Command) -> Option<(&Common, Option<std::net::SocketAddr>
         | Command::Resume { common, .. }
         | Command::Reconcile { common, .. }
         | Command::Logs { common, .. }
+        | Command::Backup { common, .. }
+        | Command::Backups { common, .. }
         | Command::Render { common, .. } => Some((common, None)),
         Command::Run { common, listen } => Some((common, *listen)),
         Command::Validate { .. } => None,
@@ -349,6 +373,13 @@ async fn dispatch(cli: Cli, mut settings: Settings) -> anyhow::Result<ExitCode> 
             ..
         } => cmd::approve_deletion(settings, &names, all_blocked, by).await,
         Command::Render { store, .. } => cmd::render(settings, &store).await,
+        Command::Backup { store, .. } => cmd::backup(settings, &store).await,
+        Command::Backups {
+            store,
+            in_cluster,
+            output,
+            ..
+        } => cmd::backups(settings, &store, in_cluster, output == Output::Json).await,
         Command::Validate { .. } => Ok(ExitCode::SUCCESS),
     }
 }

@@ -17,6 +17,8 @@ use crate::status::{Phase, StoreStatus};
 /// Every storekeeper metric family (besides the standard `process_*` ones). The README's metric
 /// list is tested against this, and this against what the registry exposes.
 pub const NAMES: &[&str] = &[
+    "storekeeper_backup_failures_total",
+    "storekeeper_backup_last_success_timestamp_seconds",
     "storekeeper_build_info",
     "storekeeper_cluster_observations_total",
     "storekeeper_deletion_deadline_timestamp_seconds",
@@ -70,12 +72,23 @@ pub struct Metrics {
     pub operations_in_flight: IntGauge,
     pub reconcile_errors: IntCounterVec,
     pub cluster_observations: IntCounterVec,
+    /// Per store, set by `backup::monitor` (series removed with the store's last backup Job).
+    pub backup_last_success: GaugeVec,
+    pub backup_failures: IntCounterVec,
     /// Stores whose spec-error series is exported, so it can be removed once fixed.
     spec_errors_exported: Mutex<BTreeSet<StoreName>>,
 }
 
 /// Each family's help text, by name (the README's metric table says more).
 const HELP: &[(&str, &str)] = &[
+    (
+        "storekeeper_backup_last_success_timestamp_seconds",
+        "Unix time of each store's last successful backup Job.",
+    ),
+    (
+        "storekeeper_backup_failures_total",
+        "Failed backup Jobs per store, counted as they fail.",
+    ),
     ("storekeeper_build_info", "Build information; always 1."),
     ("storekeeper_stores", "Stores by phase."),
     (
@@ -240,6 +253,11 @@ impl Metrics {
             queue_depth: r.gauge("storekeeper_queue_depth")?,
             operations_in_flight: r.gauge("storekeeper_operations_in_flight")?,
             cluster_observations: r.counters("storekeeper_cluster_observations_total", &["source"])?,
+            backup_last_success: r.add(GaugeVec::new(
+                Reg::opts("storekeeper_backup_last_success_timestamp_seconds"),
+                &["store"],
+            )?)?,
+            backup_failures: r.counters("storekeeper_backup_failures_total", &["store"])?,
             registry: r.0,
             spec_errors_exported: Mutex::default(),
         })
@@ -494,6 +512,8 @@ mod tests {
         m.deletions.with_label_values(&["ok"]).inc();
         m.webhook_requests.with_label_values(&["ok"]).inc();
         m.cluster_observations.with_label_values(&["cache"]).inc();
+        m.backup_last_success.with_label_values(&["a"]).set(1.0);
+        m.backup_failures.with_label_values(&["a"]).inc();
         let ours: Vec<String> = m
             .names()
             .into_iter()

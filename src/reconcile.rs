@@ -217,7 +217,8 @@ impl<C: ClusterOps, H: HelmOps> Planner<C, H> {
                         .is_some_and(|m| Arc::ptr_eq(&m.spec, spec) && m.chart_key == key);
                     if !fresh {
                         let inputs = charts.get(&spec.engine).map(|c| &c.hash);
-                        let values = values::values_for(spec);
+                        let backup = charts.get(&spec.engine).and_then(|c| c.backup.as_deref());
+                        let values = values::store_values(spec, backup);
                         let extra = charts.get(&spec.engine).map(|c| &c.extra);
                         let m = Memo {
                             spec: Arc::clone(spec),
@@ -308,6 +309,7 @@ pub fn chart_inputs(settings: &Settings, engine: Engine) -> Result<ChartInputs, 
         },
         values_files,
         extra,
+        backup: settings.backup.clone(),
     })
 }
 
@@ -328,7 +330,12 @@ pub fn desired_values(work: &Work) -> Option<Json> {
         .as_ref()
         .map(|c| c.extra.clone())
         .unwrap_or_else(|| Json::Object(serde_json::Map::new()));
-    values::merge(&mut v, &values::values_for(&d.spec));
+    let backup = work.chart.as_ref().and_then(|c| c.backup.as_deref());
+    let mut generated = values::store_values(&d.spec, backup);
+    if backup.is_some() {
+        values::at_apply(&mut generated, &work.revision, None);
+    }
+    values::merge(&mut v, &generated);
     Some(v)
 }
 

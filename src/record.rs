@@ -162,6 +162,21 @@ impl<C: ClusterOps> Recorder<C> {
         }
     }
 
+    /// A scheduled (or `storekeeper backup`) Job failed: logged and told to the outlets with
+    /// the store's phase now. Nothing else changes: the store still serves; the failure is in
+    /// `storekeeper_backup_failures_total` and the store's last backup.
+    pub fn backup_failed(&self, failure: &crate::backup::monitor::BackupFailure) {
+        let phase = self.get(&failure.store).map_or("Unknown", |s| s.phase.as_str());
+        warn!(
+            store = %failure.store, job = %failure.job, reason = %failure.reason,
+            "Backup failed"
+        );
+        let ev = failure.event(phase);
+        for o in &self.outlets {
+            o.emit(&ev);
+        }
+    }
+
     /// Records a transition. Fails only when an operation's own status annotation cannot be
     /// written (started, namespace ready): that is a failure of the operation.
     pub async fn record(&self, store: &StoreName, t: Transition<'_>) -> Result<(), ClusterError> {

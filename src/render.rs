@@ -68,7 +68,13 @@ pub async fn render(
 ) -> Result<Rendered, RenderError> {
     let (store, spec) = find(snapshot, name)?;
     let chart = reconcile::chart_inputs(settings, spec.engine)?;
-    let generated = values::values_for(spec);
+    // As a first install would get them: the backup values, the revision tag, a restore.
+    let backup = settings.backup.as_deref();
+    let mut generated = values::store_values(spec, backup);
+    if let Some(b) = backup {
+        let restore = spec.restore_from.as_ref().map(|r| values::restore_values(r, b));
+        values::at_apply(&mut generated, &snapshot.revision, restore);
+    }
     let mut effective = chart.extra.clone();
     values::merge(&mut effective, &generated);
     // As an install does: the values in a private temporary file, never on the command line.

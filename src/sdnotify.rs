@@ -23,9 +23,12 @@ impl Notifier {
         })
     }
 
-    /// Sends one message, e.g. `READY=1\nSTATUS=...`.
+    /// Sends one message, e.g. `READY=1\nSTATUS=...`. Never blocks: it runs on the async
+    /// runtime, and a reader that stopped reading (a full socket queue) must not stall a worker
+    /// thread; such a message fails with `WouldBlock` and is logged by the caller.
     pub fn send(&self, msg: &str) -> std::io::Result<()> {
         let sock = UnixDatagram::unbound()?;
+        sock.set_nonblocking(true)?;
         let path = self.socket.to_string_lossy();
         if let Some(name) = path.strip_prefix('@') {
             #[cfg(target_os = "linux")]

@@ -160,6 +160,14 @@ pub struct AppState {
     pub planned_at: Arc<Mutex<Option<jiff::Timestamp>>>,
     /// `POST /reconcile`: plan and run now, the named stores first.
     pub reconcile: Option<ReconcileHandler>,
+    /// The last backup of each store (`crate::backup::monitor`), read only.
+    pub backups: Option<Arc<crate::backup::monitor::BackupMonitor>>,
+}
+
+impl AppState {
+    fn last_backup(&self, store: &StoreName) -> Option<crate::backup::monitor::LastBackup> {
+        self.backups.as_ref()?.last(store)
+    }
 }
 
 /// Asks the daemon to fetch, plan (with release state) and run now; the stores named lose
@@ -440,7 +448,7 @@ fn status_page(state: &AppState, page: &PageOptions) -> Resp {
 /// The page from what [`AppState`] knows: every store's status and the last operations.
 pub fn view_of(state: &AppState) -> PageView {
     let statuses = state.statuses.lock().map(|s| s.clone()).unwrap_or_default();
-    let stores = statuses.iter().map(|(name, s)| row_of(name, s)).collect();
+    let stores = statuses.iter().map(|(name, s)| row_of(name, s, state)).collect();
     let operations = state
         .operations
         .lock()
@@ -473,7 +481,7 @@ pub fn view_of(state: &AppState) -> PageView {
     }
 }
 
-fn row_of(name: &StoreName, s: &StoreStatus) -> StoreRow {
+fn row_of(name: &StoreName, s: &StoreStatus, state: &AppState) -> StoreRow {
     let mut row = StoreRow::new(name.as_str(), s.phase, s.reason.clone());
     row.title = s.title.clone();
     row.engine = s.engine.map(str::to_string);
@@ -484,6 +492,7 @@ fn row_of(name: &StoreName, s: &StoreStatus) -> StoreRow {
     row.last_transition = Some(s.last_transition);
     row.last_error = s.last_error.clone();
     row.next_attempt = s.next_attempt.or(s.deletion_deadline);
+    row.last_backup = state.last_backup(name).and_then(|b| b.last_success);
     row
 }
 
@@ -559,7 +568,7 @@ fn get(path: &str, state: &AppState) -> Resp {
                     .map(|s| s.get(&name).cloned())
                     .unwrap_or_default();
                 match statuses {
-                    Some(s) => json_resp(StatusCode::OK, &store_json(&name, &s)),
+                    Some(s) => json_resp(StatusCode::OK, &store_json(&name, &s, state)),
                     None => json_resp(StatusCode::NOT_FOUND, &json!({"error": "no such store"})),
                 }
             }
@@ -585,8 +594,9 @@ fn store_operations(path: &str, state: &AppState) -> Resp {
     json_resp(StatusCode::OK, &json!({"store": name, "operations": ops}))
 }
 
-fn store_json(name: &StoreName, s: &StoreStatus) -> serde_json::Value {
+fn store_json(name: &StoreName, s: &StoreStatus, state: &AppState) -> serde_json::Value {
     json!({
+        "last_backup": state.last_backup(name),
         "name": name,
         "engine": s.engine,
         "phase": s.phase.as_str(),
@@ -607,7 +617,7 @@ fn store_json(name: &StoreName, s: &StoreStatus) -> serde_json::Value {
 /// The `/stores` document (also what `storekeeper status` prints).
 pub fn stores_doc(state: &AppState) -> serde_json::Value {
     let statuses = state.statuses.lock().map(|s| s.clone()).unwrap_or_default();
-    let stores: Vec<_> = statuses.iter().map(|(n, s)| store_json(n, s)).collect();
+    let stores: Vec<_> = statuses.iter().map(|(n, s)| store_json(n, s, state)).collect();
     let age = state.health.source_age().map(|a| a.as_secs_f64());
     let last_success = age.and_then(|a| {
         SystemTime::now()

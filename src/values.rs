@@ -7,6 +7,8 @@
 use serde_json::{Map, Value as Json, json};
 use sha2::{Digest, Sha256};
 
+use crate::config::BackupSettings;
+use crate::spec::backup::RestoreFrom;
 use crate::spec::{Engine, Plan, StoreSpec};
 
 /// Name of the Secret the daemon creates in each store namespace and the charts reference.
@@ -45,6 +47,78 @@ pub fn values_for(spec: &StoreSpec) -> Json {
     };
     merge(&mut v, &Json::Object(spec.values.clone()));
     v
+}
+
+/// The values helm gets for a store as its desired state: [`values_for`] plus the chart's
+/// `backup:` block. What the spec hash covers.
+pub fn store_values(spec: &StoreSpec, backup: Option<&BackupSettings>) -> Json {
+    let mut v = values_for(spec);
+    if let (Some(b), Json::Object(m)) = (backup_values(spec, backup), &mut v) {
+        m.insert("backup".into(), b);
+    }
+    v
+}
+
+/// The chart's `backup:` values from `[backup]` in storekeeper.toml and the store file's own
+/// `[backup]`. `None` without `[backup]`: the chart's default (no CronJob), and a store's hash
+/// stays what it was before backups existed. The snapshot's revision tag is not here: see
+/// [`at_apply`].
+pub fn backup_values(spec: &StoreSpec, settings: Option<&BackupSettings>) -> Option<Json> {
+    let s = settings?;
+    let b = &spec.backup;
+    if b.enabled == Some(false) {
+        return Some(json!({ "enabled": false, "existingSecret": s.secret.name }));
+    }
+    Some(json!({
+        "enabled": true,
+        "repository": s.repository_for(&spec.name),
+        "existingSecret": s.secret.name,
+        "schedule": b.schedule.as_deref().unwrap_or(&s.schedule),
+        "retention": {
+            "keepDaily": b.keep_daily.unwrap_or(s.retention.keep_daily),
+            "keepWeekly": b.keep_weekly.unwrap_or(s.retention.keep_weekly),
+            "keepMonthly": b.keep_monthly.unwrap_or(s.retention.keep_monthly),
+        },
+    }))
+}
+
+/// The chart's restore values (`backup.restore`): the source store's repository, read with the
+/// same Secret. Only for a first install (`crate::backup::restore_for`).
+pub fn restore_values(restore: &RestoreFrom, settings: &BackupSettings) -> Json {
+    json!({
+        "existingSecret": settings.secret.name,
+        "restore": {
+            "enabled": true,
+            "fromStore": restore.store.as_str(),
+            "snapshot": restore.snapshot.as_str(),
+            "repository": settings.repository_for(&restore.store),
+        },
+    })
+}
+
+/// What an apply adds outside the spec hash, under `backup`: the revision this apply comes from
+/// (the snapshots' `revision=` tag: the store's CronJob keeps it until the store is applied
+/// again, so it is the revision of the store's last apply) and, for a first install, the
+/// restore. Hashing them would upgrade every store on every commit (the revision), or a store
+/// whose `restore_from` only mattered once.
+pub fn at_apply(values: &mut Json, revision: &str, restore: Option<Json>) {
+    let Json::Object(m) = values else { return };
+    let entry = m.entry("backup").or_insert_with(|| json!({}));
+    if let Json::Object(b) = entry {
+        b.insert("revision".into(), json!(revision_tag(revision)));
+    }
+    if let Some(r) = restore {
+        merge(entry, &r);
+    }
+}
+
+/// A revision as the backup scripts take a tag (`[A-Za-z0-9._:/@+-]{1,128}`), else `unknown`.
+fn revision_tag(revision: &str) -> &str {
+    let ok = (1..=128).contains(&revision.len())
+        && revision
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b));
+    if ok { revision } else { "unknown" }
 }
 
 fn store_common(spec: &StoreSpec) -> Map<String, Json> {
@@ -249,6 +323,11 @@ pub fn spec_hash(spec: &StoreSpec, values: &Json, inputs: &HashInputs) -> String
     // a store without an owner keeps the hash it had before owners existed.
     if let (Some(owner), Json::Object(m)) = (&spec.owner, &mut doc) {
         m.insert("owner".into(), json!(owner.as_str()));
+    }
+    // `final = false` is recorded on the namespace at apply time, so it must cause an apply;
+    // present only when set, so other stores keep their hashes.
+    if let (false, Json::Object(m)) = (spec.backup.final_backup, &mut doc) {
+        m.insert("final_backup".into(), json!(false));
     }
     let mut canonical = String::new();
     write_canonical(&doc, &mut canonical);
@@ -504,6 +583,103 @@ mod tests {
         let acme = hash_of("engine = \"woocommerce\"\nowner = \"acme\"\n", &inputs);
         let bob = hash_of("engine = \"woocommerce\"\nowner = \"bob\"\n", &inputs);
         assert!(acme != none && acme != bob, "{acme} {bob} {none}");
+    }
+
+    fn backup_settings(src: &str) -> BackupSettings {
+        let s = crate::config::Settings::parse(Path::new("c.toml"), src).unwrap_or_else(|e| panic!("{e:?}"));
+        (*s.backup.expect("[backup]")).clone()
+    }
+
+    fn spec_of(name: &str, src: &str) -> StoreSpec {
+        let d = SpecDefaults {
+            base_domain: "example.com".into(),
+            policy: Default::default(),
+        };
+        parse_bytes(Path::new(&format!("{name}.toml")), src.as_bytes(), &d)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn backup_values_combine_the_operator_and_the_store_file() {
+        let b = backup_settings(
+            "[backup]\nrepository = \"s3:https://s3.example.com/b\"\nsecret = \"restic\"\nkeep_monthly = 12\n",
+        );
+        let spec = spec_of(
+            "shop",
+            "engine = \"woocommerce\"\n[backup]\nschedule = \"@daily\"\nkeep_daily = 3\n",
+        );
+        let v = store_values(&spec, Some(&b));
+        assert_eq!(
+            v["backup"],
+            json!({"enabled": true, "repository": "s3:https://s3.example.com/b/shop", "existingSecret": "restic",
+                   "schedule": "@daily", "retention": {"keepDaily": 3, "keepWeekly": 4, "keepMonthly": 12}})
+        );
+        let off = spec_of("shop", "engine = \"woocommerce\"\n[backup]\nenabled = false\n");
+        assert_eq!(
+            store_values(&off, Some(&b))["backup"],
+            json!({"enabled": false, "existingSecret": "restic"})
+        );
+        assert!(
+            store_values(&spec, None).get("backup").is_none(),
+            "no [backup]: no block"
+        );
+    }
+
+    /// The revision and the restore are added when a store is applied, outside the hash: a new
+    /// commit that does not touch a store does not upgrade it.
+    #[test]
+    fn the_revision_tag_and_the_restore_are_not_hashed() {
+        let b = backup_settings("[backup]\nrepository = \"/repository\"\n");
+        let spec = spec_of(
+            "clone",
+            "engine = \"woocommerce\"\nrestore_from = { store = \"shop\" }\n",
+        );
+        let inputs = HashInputs::default();
+        let hashed = store_values(&spec, Some(&b));
+        let hash = spec_hash(&spec, &hashed, &inputs);
+        let mut applied = hashed.clone();
+        let restore = spec.restore_from.as_ref().map(|r| restore_values(r, &b));
+        at_apply(&mut applied, "git:0123abcd", restore);
+        assert_eq!(applied["backup"]["revision"], "git:0123abcd");
+        assert_eq!(
+            applied["backup"]["restore"],
+            json!({"enabled": true, "fromStore": "shop", "snapshot": "latest", "repository": "/repository/shop"})
+        );
+        assert_eq!(applied["backup"]["enabled"], true, "merged into the backup block");
+        let again = store_values(&spec, Some(&b));
+        assert_eq!(
+            spec_hash(&spec, &again, &inputs),
+            hash,
+            "the same spec keeps its hash whatever the revision"
+        );
+        let mut odd = hashed;
+        at_apply(&mut odd, "rev with spaces", None);
+        assert_eq!(odd["backup"]["revision"], "unknown");
+    }
+
+    #[test]
+    fn final_false_changes_the_hash_and_stores_without_backup_settings_keep_theirs() {
+        let inputs = HashInputs {
+            chart_version: "1.0.0".into(),
+            extra_values: vec![],
+        };
+        let plain = "engine = \"woocommerce\"\n";
+        assert_eq!(
+            hash_of(plain, &inputs),
+            "73e298234f8d488e6375ac8b1d8b7988044547b7e80778b4442f8b10af643aec",
+            "the hash of a store before backups existed"
+        );
+        assert_ne!(
+            hash_of(&format!("{plain}[backup]\nfinal = false\n"), &inputs),
+            hash_of(plain, &inputs)
+        );
+        let b = backup_settings("[backup]\nrepository = \"/repository\"\n");
+        let spec = spec_of("s", plain);
+        assert_ne!(
+            spec_hash(&spec, &store_values(&spec, Some(&b)), &inputs),
+            hash_of(plain, &inputs),
+            "turning backups on applies the CronJob"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! End to end on a REAL cluster: a store from a temporary Git repository, Ready, a cash-on-delivery
 //! order through the WooCommerce Store API; then day two: a WP-Cron event run by the chart's
 //! CronJob, an upgrade (the setup Job runs again under a new name), a plan change small -> medium
-//! -> small (the volumes keep their size on k3s local-path); optionally a Medusa store built from
-//! the example image; finally the stores deleted with their namespaces and PVCs.
+//! -> small (the volumes keep their size on k3s local-path); backups: the store backed up on
+//! demand, deleted (after its final backup), restored into a new store where the order is found,
+//! under the new store's URL; optionally a Medusa store built from the example image; finally the
+//! stores deleted with their namespaces and PVCs.
 //!
 //! Runs only when `STOREKEEPER_E2E_KUBECONFIG` points at a test cluster (`scripts/e2e-k3d` makes
 //! one and runs this; see the README); otherwise it prints why it was skipped and passes.
@@ -166,8 +168,9 @@ fn woocommerce_file(plan: &str, title: &str) -> String {
     STORE.replace("PLAN", plan).replace("TITLE", title)
 }
 
-/// Cart, checkout, and the order confirmed inside WooCommerce (HPOS-aware, through PHP).
-fn place_a_cash_on_delivery_order(cluster: &Cluster, ingress: &str, name: &str) {
+/// Cart, checkout, and the order confirmed inside WooCommerce (HPOS-aware, through PHP); the
+/// order's id.
+fn place_a_cash_on_delivery_order(cluster: &Cluster, ingress: &str, name: &str) -> i64 {
     let host = format!("{name}.localtest.me");
     // The setup job finishes after the release is deployed: wait for the Store API to list products.
     let started = Instant::now();
@@ -228,6 +231,70 @@ fn place_a_cash_on_delivery_order(cluster: &Cluster, ingress: &str, name: &str) 
         &format!("$o = wc_get_order({order_id}); echo $o ? $o->get_status() . ' ' . $o->get_payment_method() : 'missing';"),
     );
     assert_eq!(found, "processing cod");
+    order_id
+}
+
+/// Backups on the real cluster: the store is backed up on demand, its file goes (it is deleted
+/// only after its final backup), and a new store restored from its latest snapshot has the order,
+/// under the new store's URL (`wp search-replace`), and a restore marker.
+fn backup_delete_and_restore_keeps_the_order(
+    cluster: &Cluster,
+    remote: &Remote,
+    config: &std::path::Path,
+    name: &str,
+    order_id: i64,
+    ready: &dyn Fn(&str) -> bool,
+) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_storekeeper"))
+        .args(["backup", name, "--config"])
+        .arg(config)
+        .output()
+        .expect("storekeeper backup");
+    assert!(
+        out.status.success(),
+        "backup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(printed.contains("snapshot "), "{printed}");
+    remote.commit(&[(&format!("stores.d/{name}.toml"), None)]);
+    let ns = format!("store-{name}");
+    assert!(
+        wait_for(Duration::from_secs(30 * 60), || !cluster
+            .kubectl(&["get", "namespace", &ns])
+            .status
+            .success()),
+        "the store whose file went was never deleted (its final backup?)"
+    );
+    let restored = format!("{name}-r");
+    // A top-level key, so before the template's first table.
+    let file = format!(
+        "restore_from = {{ store = \"{name}\", snapshot = \"latest\" }}\n{}",
+        woocommerce_file("small", "E2E Shop Restored")
+    );
+    remote.commit(&[(&format!("stores.d/{restored}.toml"), Some(&file))]);
+    assert!(
+        wait_for(Duration::from_secs(30 * 60), || ready(&restored)),
+        "the restored store never became Ready"
+    );
+    let found = cluster.php(
+        &restored,
+        &format!("$o = wc_get_order({order_id}); echo $o ? $o->get_status() . ' ' . $o->get_payment_method() : 'missing';"),
+    );
+    assert_eq!(found, "processing cod", "the order is in the restored store");
+    // The stored option, not get_option() (wp-config's WP_SITEURL would mask it).
+    let siteurl = "global $wpdb; echo $wpdb->get_var(\"SELECT option_value FROM {$wpdb->options} WHERE option_name = 'siteurl'\");";
+    assert_eq!(
+        cluster.php(&restored, siteurl),
+        format!("http://{restored}.localtest.me"),
+        "the URL was rewritten"
+    );
+    let marker = cluster.php(
+        &restored,
+        "global $wpdb; echo $wpdb->get_var(\"SELECT v FROM storekeeper_restore WHERE k = 'state'\");",
+    );
+    assert_eq!(marker, "done");
+    restored
 }
 
 /// WP-Cron's loopback is off; an event due now runs when the chart's CronJob runs.
@@ -375,7 +442,13 @@ fn stores_take_orders_upgrade_and_change_plan_on_a_real_cluster() {
     let remote = Remote::new();
     let shop_file = format!("stores.d/{name}.toml");
     let shop = woocommerce_file("small", "E2E Shop");
-    let mut files = vec![(shop_file.clone(), Some(shop))];
+    // A suspended store that is never installed: a source with no store file at all deletes
+    // nothing (the empty-snapshot guard), and the suite deletes every store it made.
+    let keeper = (
+        format!("stores.d/{name}-keep.toml"),
+        Some("engine = \"woocommerce\"\nsuspend = true\n[shop]\ntitle = \"Keeper\"\n".to_string()),
+    );
+    let mut files = vec![(shop_file.clone(), Some(shop)), keeper.clone()];
     if let Some((bikes, body)) = &medusa {
         files.push((format!("stores.d/{bikes}.toml"), Some(body.clone())));
     }
@@ -383,18 +456,53 @@ fn stores_take_orders_upgrade_and_change_plan_on_a_real_cluster() {
     remote.commit(&refs);
     let state = tempfile::tempdir().expect("state");
     let config = state.path().join("storekeeper.toml");
+    // Backups into a local repository on the node: the node's /tmp (world-writable, so the
+    // backup pods' unprivileged users can create the store repositories), mounted in every
+    // backup and restore pod by an operator values file; no repository egress rule needed.
+    let backup_values = state.path().join("values-e2e-backup.yaml");
+    std::fs::write(
+        &backup_values,
+        "backup:\n  repositoryVolume: {hostPath: {path: /tmp, type: Directory}}\n  repositoryMountPath: /repository\n  networkPolicy: {repositoryPorts: []}\n",
+    )
+    .expect("values");
+    let _ = cluster.kubectl(&["create", "namespace", "storekeeper"]);
+    let password = format!(
+        "--from-literal=RESTIC_PASSWORD=e2e-{}-{}",
+        std::process::id(),
+        name.len()
+    );
+    let _ = cluster.kubectl(&[
+        "-n",
+        "storekeeper",
+        "delete",
+        "secret",
+        "storekeeper-backup",
+        "--ignore-not-found",
+    ]);
+    let made = cluster.kubectl(&[
+        "-n",
+        "storekeeper",
+        "create",
+        "secret",
+        "generic",
+        "storekeeper-backup",
+        &password,
+    ]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     std::fs::write(
         &config,
         format!(
             "[source.git]\nurl = '{}'\nbranch = 'main'\npoll_interval = '5s'\nstate_dir = '{}'\n\
              [cluster]\nkubeconfig = '{}'\nbase_domain = 'localtest.me'\n\
-             [helm]\nbinary = '{}'\ncharts_dir = '{}'\nvalues_files = ['values-local.yaml']\ntimeout = '15m'\n\
-             [reconcile]\ninterval = '5s'\n[http]\nlisten = '127.0.0.1:0'\n",
+             [helm]\nbinary = '{}'\ncharts_dir = '{}'\nvalues_files = ['values-local.yaml', '{}']\ntimeout = '15m'\n\
+             [reconcile]\ninterval = '5s'\ndeletion_grace = '0s'\nmax_deletions = 5\n[http]\nlisten = '127.0.0.1:0'\n\
+             [backup]\nrepository = '/repository/storekeeper-{name}'\n",
             remote.url(),
             state.path().join("git").display(),
             PathBuf::from(&kubeconfig).display(),
             helm.display(),
-            root.join("charts").display()
+            root.join("charts").display(),
+            backup_values.display(),
         ),
     )
     .expect("config");
@@ -425,10 +533,12 @@ fn stores_take_orders_upgrade_and_change_plan_on_a_real_cluster() {
         "store never became Ready"
     );
 
-    place_a_cash_on_delivery_order(&cluster, &ingress, &name);
+    let order = place_a_cash_on_delivery_order(&cluster, &ingress, &name);
     wp_cron_runs_due_events(&cluster, &name);
     upgrade_runs_the_setup_again(&cluster, &remote, &name);
     plan_change_keeps_the_volumes(&cluster, &remote, &name, &|| ready(&name));
+    let restored =
+        backup_delete_and_restore_keeps_the_order(&cluster, &remote, &config, &name, order, &ready);
     if let Some((bikes, _)) = &medusa {
         assert!(
             wait_for(Duration::from_secs(20 * 60), || ready(bikes)),
@@ -437,10 +547,17 @@ fn stores_take_orders_upgrade_and_change_plan_on_a_real_cluster() {
         medusa_store_serves(&cluster, &ingress, bikes);
     }
 
-    // Delete the stores: their files go from Git; the namespaces and their PVCs go with them.
-    let gone: Vec<(&str, Option<&str>)> = files.iter().map(|(p, _)| (p.as_str(), None)).collect();
+    // Delete the stores: their files go from Git (the keeper stays); the namespaces and their
+    // PVCs go with them, each after its final backup.
+    let restored_file = format!("stores.d/{restored}.toml");
+    let mut gone: Vec<(&str, Option<&str>)> = files
+        .iter()
+        .filter(|(p, _)| *p != keeper.0 && *p != shop_file)
+        .map(|(p, _)| (p.as_str(), None))
+        .collect();
+    gone.push((restored_file.as_str(), None));
     remote.commit(&gone);
-    let mut stores = vec![name.clone()];
+    let mut stores = vec![restored.clone()];
     stores.extend(medusa.iter().map(|(b, _)| b.clone()));
     for store in &stores {
         let ns = format!("store-{store}");

@@ -111,3 +111,56 @@ fn example_stores_map_to_the_golden_values() {
         );
     }
 }
+
+/// What storekeeper adds for backups, per example store, as the chart checks render it on top
+/// of the values above (`tests/golden/<engine>--<store>.backup.json`): the `backup:` block from
+/// a `[backup]` config, the revision tag of an apply, and the restore of a first install (from
+/// the first example store of the same engine: a clone, or a restore of the store itself).
+/// Regenerated like the values files.
+#[test]
+fn backup_values_map_to_the_golden_overlays() {
+    use storekeeper::spec::backup::{RestoreFrom, Snapshot};
+    use storekeeper::values::{at_apply, restore_values, store_values};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let config = "[backup]\nrepository = \"s3:https://s3.example.com/shops-backups/storekeeper\"\n\
+                  secret = \"storekeeper-backup\"\nschedule = \"30 3 * * *\"\n";
+    let settings = storekeeper::config::Settings::parse(std::path::Path::new("storekeeper.toml"), config)
+        .unwrap_or_else(|e| panic!("{:?}", e.diagnostics));
+    let b = settings.backup.clone().expect("[backup]");
+    let snap = dir::read(&root.join("stores.d"), &settings.spec_defaults()).unwrap_or_else(|e| panic!("{e}"));
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for spec in snap.specs() {
+        let mut v = store_values(spec, Some(&b));
+        let source = snap
+            .specs()
+            .find(|s| s.engine == spec.engine)
+            .map(|s| s.name.clone());
+        let restore = RestoreFrom {
+            store: source.expect("a store of its engine"),
+            snapshot: Snapshot::Latest,
+        };
+        at_apply(
+            &mut v,
+            "git:0123456789abcdef0123456789abcdef01234567",
+            Some(restore_values(&restore, &b)),
+        );
+        let overlay = serde_json::json!({ "backup": v["backup"] });
+        let rendered = serde_json::to_string_pretty(&overlay).unwrap_or_default() + "\n";
+        let file = root.join(format!(
+            "tests/golden/{}--{}.backup.json",
+            spec.engine.as_str(),
+            spec.name
+        ));
+        if update {
+            std::fs::write(&file, &rendered).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            continue;
+        }
+        let golden = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(
+            rendered,
+            golden,
+            "{} differs; UPDATE_GOLDEN=1 regenerates it",
+            file.display()
+        );
+    }
+}

@@ -345,8 +345,16 @@ mod rbac {
             major,
             support::Opts {
                 helm_timeout: "60s",
+                // Backups on: the Secret copy, the final backup of the prune, the CLI verbs.
+                extra: "[backup]\nrepository = \"/repository\"\nfinal_timeout = \"30s\"\n",
                 ..support::Opts::default()
             },
+        );
+        env.api
+            .insert("/api/v1/namespaces", json!({ "metadata": { "name": NS } }));
+        env.api.insert(
+            &format!("/api/v1/namespaces/{NS}/secrets"),
+            json!({ "metadata": { "name": "storekeeper-backup" }, "stringData": { "RESTIC_PASSWORD": "p" } }),
         );
         // The real store charts instead of the harness's tiny one.
         let config = std::fs::read_to_string(&env.config).expect("read config");
@@ -368,6 +376,20 @@ mod rbac {
         assert_eq!(env.release_status("corner-shop").as_deref(), Some("deployed"));
         env.write_store("corner-shop", "engine = \"woocommerce\"\nplan = \"medium\"\n");
         apply("upgrade");
+        // The backup verbs: a backup Job, a listing Job, the last backups of every store.
+        let out = env.run(&["backup", "corner-shop"]);
+        assert!(
+            out.status.success(),
+            "helm {major}, backup: {}",
+            support::show(&out)
+        );
+        let _ = env.run(&["backups", "corner-shop", "--in-cluster"]);
+        let out = env.run(&["status", "--from-cluster"]);
+        assert!(
+            out.status.success(),
+            "helm {major}, status: {}",
+            support::show(&out)
+        );
         env.remove_store("city-bikes");
         apply("prune");
         assert!(env.namespace("store-city-bikes").is_none(), "pruned");

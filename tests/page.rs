@@ -86,6 +86,7 @@ fn state() -> AppState {
         operations: Default::default(),
         planned_at: Default::default(),
         reconcile: None,
+        backups: None,
     }
 }
 

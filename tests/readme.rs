@@ -39,6 +39,8 @@ fn documented_subcommands_exist() {
         "reconcile",
         "logs",
         "render",
+        "backup",
+        "backups",
     ] {
         assert!(
             text.contains(&format!("`storekeeper {sub}")),

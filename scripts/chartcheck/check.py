@@ -8,6 +8,8 @@
    version in KUBE_VERSIONS; an unknown kind fails unless it is in ALLOWED_UNKNOWN_KINDS.
 4. Policy tests over the rendered output (see check_policies), plus the credential fallback:
    no Secret renders when existingSecret is set; exactly the fallback Secret renders when it is "".
+5. Backups (backups.py): every golden store again with the backup values storekeeper adds
+   (tests/golden/*.backup.json), steady state and first install from a snapshot.
 
 Exits non-zero on any failure and prints what it checked.
 """
@@ -243,9 +245,20 @@ def quantity(q) -> float:
     return float(text)
 
 
+# Pods that run to completion: Jobs (the setup Job), CronJobs (WP-Cron, backups) and cert-manager's
+# solver. A quota that has no room for one of them delays it, it does not lose it: the Job
+# controller retries the pod's creation until it fits (within activeDeadlineSeconds), CronJob
+# runs wait behind each other, cert-manager creates its solver again. So they are counted as the
+# largest of them, not their sum: what must fit is every long-running pod (a rejected Deployment
+# or StatefulSet pod is an outage) plus any one of these, or that one could never run. The sum is
+# shown too ("all at once"), for the rare moment they coincide.
+RUN_TO_COMPLETION = {"Job", "CronJob", "acme-solver"}
+
+
 def check_quota_fit(docs: list[dict], where: str, fails: Failures) -> str:
-    """Everything the chart runs at once (plus a cert-manager solver pod when TLS is on) must fit
-    the ResourceQuota, or pods are rejected. Returns a one-line summary."""
+    """The long-running pods plus the largest run-to-completion pod (see RUN_TO_COMPLETION;
+    a cert-manager solver pod when TLS is on) must fit the ResourceQuota, or pods are rejected.
+    Returns a one-line summary."""
     quota = next((d for d in docs if d.get("kind") == "ResourceQuota"), None)
     limit_range = next((d for d in docs if d.get("kind") == "LimitRange"), None)
     if not quota or not limit_range:
@@ -272,9 +285,12 @@ def check_quota_fit(docs: list[dict], where: str, fails: Failures) -> str:
         pods.append(("acme-solver", 1, {
             "requests.cpu": quantity(lr["defaultRequest"]["cpu"]), "requests.memory": quantity(lr["defaultRequest"]["memory"]),
             "limits.cpu": quantity(lr["default"]["cpu"]), "limits.memory": quantity(lr["default"]["memory"])}))
-    used = {}
+    used, at_once = {}, {}
     for key in ("requests.cpu", "requests.memory", "limits.cpu", "limits.memory"):
-        used[key] = sum(n * eff[key] for _, n, eff in pods)
+        running = sum(n * eff[key] for p, n, eff in pods if p.split("/")[0] not in RUN_TO_COMPLETION)
+        finite = [n * eff[key] for p, n, eff in pods if p.split("/")[0] in RUN_TO_COMPLETION]
+        used[key] = running + max(finite, default=0)
+        at_once[key] = running + sum(finite)
         if used[key] > quantity(hard[key]) + 1e-9:
             fails.add(where, f"pods need {key}={used[key]:g} > quota {hard[key]} ({', '.join(p for p, _, _ in pods)})")
     npods = sum(n for _, n, _ in pods)
@@ -288,7 +304,8 @@ def check_quota_fit(docs: list[dict], where: str, fails: Failures) -> str:
         fails.add(where, f"PVCs request {storage / 2**30:g}Gi > quota {hard['requests.storage']}")
     return (f"quota fit: {npods} pods, requests cpu {used['requests.cpu']:g}/{hard['requests.cpu']} "
             f"mem {used['requests.memory'] / 2**30:.2f}Gi/{hard['requests.memory']}, limits cpu "
-            f"{used['limits.cpu']:g}/{hard['limits.cpu']} mem {used['limits.memory'] / 2**30:.2f}Gi/{hard['limits.memory']}, "
+            f"{used['limits.cpu']:g}/{hard['limits.cpu']} (all at once {at_once['limits.cpu']:g}) "
+            f"mem {used['limits.memory'] / 2**30:.2f}Gi/{hard['limits.memory']}, "
             f"storage {storage / 2**30:g}Gi/{hard['requests.storage']}")
 
 
@@ -466,13 +483,17 @@ def main() -> int:
     expected_secret_name.current = SECRET_NAME
     for chart in charts:
         for plan in ("small", "medium", "large"):
-            for env in ENVIRONMENTS:
+            # The small plan is the tight one: also with backups on and a restore (issue 14).
+            backup_sets = ([], ["--set", "backup.enabled=true", "--set", "backup.repository=/repository/preset",
+                                "--set", "backup.restore.enabled=true", "--set", "backup.restore.fromStore=old",
+                                "--set", "backup.restore.repository=/repository/old"])
+            for env, extra in [(e, x) for e in ENVIRONMENTS for x in backup_sets[: 2 if plan == "small" else 1]]:
                 label, binary = next(iter(helm.items()))
-                where = f"{label} {chart.name} plan={plan} values-{env}"
+                where = f"{label} {chart.name} plan={plan} values-{env}{' backups + restore' if extra else ''}"
                 try:
                     docs = template(binary, "preset", chart, [chart / f"values-{env}.yaml"], [
                         "--set", "existingSecret=" + SECRET_NAME, "--set", f"store.plan={plan}",
-                        "--set", "store.host=preset.localtest.me", "--set", "store.adminEmail=admin@preset.localtest.me"])
+                        "--set", "store.host=preset.localtest.me", "--set", "store.adminEmail=admin@preset.localtest.me"] + extra)
                 except RuntimeError as e:
                     fails.add(where, f"helm template failed: {e}")
                     continue
@@ -483,6 +504,13 @@ def main() -> int:
                 fit = check_quota_fit(docs, where, fails)
                 status = "ok  " if len(fails.items) == before else "FAIL"
                 print(f"  {status} {where}: {fit}")
+
+    print("== backups (issue 14): backup CronJob, its NetworkPolicies, the copied Secret, the restore path")
+    import backups
+    for line in backups.run(helm, CHARTS, goldens, ENVIRONMENTS, fails, counts, template, validate_docs,
+                            check_policies, check_quota_fit, Failures, expected_secret_name):
+        print("  " + line)
+    expected_secret_name.current = SECRET_NAME
 
     print("== day two (issue 16): upgrades, plan changes, cron, probes, Apache, migrations")
     for line in day2.run_renders(helm, CHARTS, goldens, fails):

@@ -2,7 +2,10 @@
 //! keys, then validated [`Settings`] with typed values. Every setting has a default, so an absent
 //! file (or an empty one) yields a daemon that runs `stores.d` against the current kube context.
 
+mod backup;
 mod policy;
+
+pub use backup::{Backend, BackupSettings, DEFAULT_FINAL_TIMEOUT, Retention, SecretRef};
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -117,6 +120,8 @@ pub struct Settings {
     pub warnings: Vec<Diagnostic>,
     /// `[[notify]]` targets (`crate::notify`).
     pub notify: Vec<crate::notify::NotifySettings>,
+    /// `[backup]`; `None`: no backups (no CronJob, no final backup, no restore).
+    pub backup: Option<Arc<BackupSettings>>,
 }
 
 impl Default for Settings {
@@ -201,6 +206,7 @@ impl Settings {
             }
         })?;
         let raw_policy = std::mem::take(&mut raw.policy);
+        let raw_backup = raw.backup.take();
         let mut settings = Settings::from_raw(raw).map_err(|(field, message)| {
             let mut d = Diagnostic::whole_file(path, message);
             d.field = field.to_string();
@@ -218,6 +224,12 @@ impl Settings {
             })?;
         settings.policy = Arc::new(policy);
         settings.warnings = warnings;
+        settings.backup = backup::read(raw_backup, path, src)
+            .map_err(|diagnostics| ConfigError {
+                file: path.to_path_buf(),
+                diagnostics,
+            })?
+            .map(Arc::new);
         Ok(settings)
     }
 
@@ -231,6 +243,7 @@ impl Settings {
             policy: Arc::new(Policy::default()),
             warnings: Vec::new(),
             notify: crate::notify::settings(raw.notify)?,
+            backup: None,
             http: HttpSettings {
                 listen: raw
                     .http
@@ -484,6 +497,7 @@ struct Raw {
     policy: policy::RawPolicy,
     #[serde(default)]
     notify: Vec<crate::notify::RawNotify>,
+    backup: Option<backup::RawBackup>,
 }
 
 #[derive(Debug, Default, Deserialize)]

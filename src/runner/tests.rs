@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::*;
+use crate::backup::fake::FakeBackups;
+use crate::backup::{BackupOps, Backups};
 use crate::cluster::{Annotations, ClusterError, ObservedStore};
 use crate::helm::{HelmError, InstallRequest, ListedRelease, ReleaseInfo};
 use crate::plan::{Action, Desired, Recovery, Step};
@@ -140,6 +142,7 @@ impl HelmOps for FakeHelm {
 
 struct Bed {
     cluster: Arc<FakeCluster>,
+    backups: Arc<FakeBackups>,
     helm: Arc<FakeHelm>,
     metrics: Arc<Metrics>,
     runner: Arc<Runner<FakeCluster, FakeHelm>>,
@@ -150,7 +153,13 @@ struct Bed {
 }
 
 fn bed(max_concurrent: usize) -> Bed {
+    bed_with(max_concurrent, None)
+}
+
+/// A bed whose executor has these backup settings (`None`: no `[backup]`).
+fn bed_with(max_concurrent: usize, settings: Option<Arc<crate::config::BackupSettings>>) -> Bed {
     let cluster = Arc::new(FakeCluster::default());
+    let backups = Arc::new(FakeBackups::default());
     let helm = Arc::new(FakeHelm::default());
     let metrics = Arc::new(Metrics::new());
     let recorder = Arc::new(Recorder::new(
@@ -165,6 +174,7 @@ fn bed(max_concurrent: usize) -> Bed {
         recorder,
         metrics: Arc::clone(&metrics),
         delete_timeout: Duration::from_secs(60),
+        backups: Backups::new(Arc::clone(&backups) as Arc<dyn BackupOps>, settings),
     };
     let runner = Arc::new(Runner::new(executor, max_concurrent, Some(tx)));
     let (stop, stop_rx) = watch::channel(false);
@@ -172,6 +182,7 @@ fn bed(max_concurrent: usize) -> Bed {
     let task = tokio::spawn(Arc::clone(&runner).run(stop_rx, leading_rx, false));
     Bed {
         cluster,
+        backups,
         helm,
         metrics,
         runner,
@@ -204,6 +215,7 @@ fn chart() -> Arc<ChartInputs> {
         hash: HashInputs::default(),
         values_files: Vec::new(),
         extra: serde_json::json!({}),
+        backup: None,
     })
 }
 
@@ -601,4 +613,182 @@ async fn every_deleting_path_passes_the_guard_and_is_counted() {
         );
     }
     assert!(b.runner.recorder().get(&name("d")).is_none(), "d is gone");
+}
+
+/// A deletion of a store whose namespace records this final-backup policy.
+fn deletion(store: &str, policy: Option<&str>) -> Work {
+    let mut w = work(store, Action::Delete, "gone");
+    if let Some(o) = w.observed.as_mut() {
+        o.final_backup = policy.map(str::to_string);
+    }
+    w
+}
+
+/// When helm started uninstalling `release`, if it did.
+fn uninstalled_at(b: &Bed, release: &str) -> Option<Instant> {
+    let s = b.helm.started.lock().ok()?;
+    s.iter()
+        .find(|(op, r, _)| *op == "uninstall" && r == release)
+        .map(|c| c.2)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deletion_waits_for_its_final_backup_and_uninstalls_only_after_it() {
+    let b = bed(2);
+    b.backups.with_cronjob("store-a");
+    *b.backups.duration.lock().unwrap_or_else(|p| p.into_inner()) = Some(Duration::from_secs(120));
+    submit(&b, vec![deletion("a", Some("required"))]).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        status(&b, "a").phase,
+        Phase::Deleting,
+        "deleting while the backup runs"
+    );
+    assert_eq!(
+        b.helm.calls("uninstall", "a"),
+        0,
+        "nothing is uninstalled before the backup ends"
+    );
+    assert_eq!(b.backups.calls("start store-a a-backup").len(), 1);
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    let done = b.backups.calls("done store-a");
+    assert_eq!(done.len(), 1, "{:?}", b.backups.calls(""));
+    let uninstall = uninstalled_at(&b, "a").expect("uninstalled after the backup");
+    assert!(
+        uninstall >= done[0].1,
+        "uninstall started before the backup finished"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(b.runner.recorder().get(&name("a")).is_none(), "deleted");
+    assert_eq!(b.metrics.deletions.with_label_values(&["prune"]).get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_final_backup_blocks_the_deletion_until_a_retry_succeeds() {
+    let b = bed(1);
+    b.backups.with_cronjob("store-a");
+    *b.backups.failures.lock().unwrap_or_else(|p| p.into_inner()) = 1;
+    submit(&b, vec![deletion("a", Some("required"))]).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let s = status(&b, "a");
+    assert_eq!(
+        (s.phase, s.error_code),
+        (Phase::Failed, Some("final_backup_failed"))
+    );
+    let err = s.last_error.clone().unwrap_or_default();
+    assert!(
+        err.contains("a-backup-final-1 failed: dump_failed") && err.contains("container dump exited 1"),
+        "{err}"
+    );
+    assert!(s.next_attempt.is_some(), "retried like any failure: {s:?}");
+    assert_eq!(b.helm.calls("uninstall", "a"), 0, "nothing uninstalled");
+    let deleted = b
+        .cluster
+        .calls
+        .lock()
+        .map(|c| c.iter().any(|c| c.starts_with("delete")))
+        .unwrap_or(true);
+    assert!(!deleted, "no namespace deleted");
+    // The retry (offered again by the next plans) makes a new Job; it succeeds, then the
+    // store goes.
+    for _ in 0..30 {
+        if b.runner.recorder().get(&name("a")).is_none() {
+            break;
+        }
+        submit(&b, vec![deletion("a", Some("required"))]).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    assert_eq!(
+        b.backups.calls("start store-a").len(),
+        2,
+        "{:?}",
+        b.backups.calls("")
+    );
+    assert_eq!(b.helm.calls("uninstall", "a"), 1);
+    assert!(
+        b.runner.recorder().get(&name("a")).is_none(),
+        "deleted after the retry"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stores_without_backups_go_without_one_but_a_missing_cronjob_that_was_there_blocks() {
+    let b = bed(3);
+    b.backups.with_cronjob("store-opted");
+    submit(
+        &b,
+        vec![
+            deletion("opted", Some("opted-out")),
+            deletion("off", Some("disabled")),
+            deletion("old", None),
+            deletion("lost", Some("required")),
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for store in ["opted", "off", "old"] {
+        assert!(b.runner.recorder().get(&name(store)).is_none(), "{store} deleted");
+        assert_eq!(b.helm.calls("uninstall", store), 1, "{store}");
+    }
+    assert!(
+        b.backups.calls("start store-opted").is_empty(),
+        "final = false: no Job"
+    );
+    assert!(
+        b.backups.calls("start store-off").is_empty(),
+        "backups off: no Job"
+    );
+    assert_eq!(
+        b.backups.calls("start store-old").len(),
+        1,
+        "looked for a CronJob, found none"
+    );
+    let s = status(&b, "lost");
+    assert_eq!(
+        (s.phase, s.error_code),
+        (Phase::Failed, Some("final_backup_failed"))
+    );
+    assert!(
+        s.last_error
+            .unwrap_or_default()
+            .contains("backup CronJob lost-backup is missing")
+    );
+    assert_eq!(b.helm.calls("uninstall", "lost"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_backup_that_outlasts_its_timeout_fails_the_deletion() {
+    let settings = crate::config::BackupSettings {
+        repository: "/repository".into(),
+        backend: crate::config::Backend::Local,
+        secret: crate::config::SecretRef {
+            name: "storekeeper-backup".into(),
+            namespace: "storekeeper".into(),
+        },
+        schedule: "@daily".into(),
+        retention: crate::config::Retention {
+            keep_daily: 1,
+            keep_weekly: 0,
+            keep_monthly: 0,
+        },
+        final_timeout: Duration::from_secs(30),
+    };
+    let b = bed_with(1, Some(Arc::new(settings)));
+    b.backups.with_cronjob("store-a");
+    *b.backups.duration.lock().unwrap_or_else(|p| p.into_inner()) = Some(Duration::from_secs(600));
+    submit(&b, vec![deletion("a", Some("required"))]).await;
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(status(&b, "a").phase, Phase::Deleting);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = status(&b, "a");
+    assert_eq!(
+        (s.phase, s.error_code),
+        (Phase::Failed, Some("final_backup_timeout"))
+    );
+    assert_eq!(
+        b.backups.calls("copy store-a").len(),
+        1,
+        "the Secret is refreshed first"
+    );
+    assert_eq!(b.helm.calls("uninstall", "a"), 0);
 }

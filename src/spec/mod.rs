@@ -4,6 +4,7 @@
 //! (the reconciler then leaves that store exactly as it is). Parsing is strict: unknown keys,
 //! wrong types and bad enum values are all errors, all reported together with line and column.
 
+pub mod backup;
 mod enforce;
 pub mod policy;
 mod read;
@@ -93,7 +94,7 @@ impl fmt::Display for Owner {
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
@@ -205,6 +206,11 @@ pub struct StoreSpec {
     pub labels: BTreeMap<String, String>,
     /// Raw helm values merged last (the escape hatch).
     pub values: serde_json::Map<String, serde_json::Value>,
+    /// `[backup]`: this store's changes to the operator's backup settings.
+    pub backup: backup::StoreBackup,
+    /// `restore_from`: the snapshot a new store is provisioned from (honoured at its first
+    /// install only; see `values::restore_values`).
+    pub restore_from: Option<backup::RestoreFrom>,
 }
 
 /// Why a store file could not become a [`StoreSpec`]; always carries every diagnostic.
@@ -359,7 +365,18 @@ pub fn parse_bytes(path: &Path, bytes: &[u8], defaults: &SpecDefaults) -> Result
 }
 
 const TOP_KEYS: &[&str] = &[
-    "engine", "host", "plan", "owner", "protect", "suspend", "admin", "shop", "labels", "values",
+    "engine",
+    "host",
+    "plan",
+    "owner",
+    "protect",
+    "suspend",
+    "admin",
+    "shop",
+    "labels",
+    "values",
+    "backup",
+    "restore_from",
 ];
 const ADMIN_KEYS: &[&str] = &["email", "user"];
 const SHOP_KEYS: &[&str] = &[
@@ -408,6 +425,8 @@ fn read_store(
     let shop = read_shop(ctx, root, name_str, engine);
     let labels = read_labels(ctx, root);
     let values = root.json(ctx, "values").unwrap_or_default();
+    let backup = backup::read_backup(ctx, root);
+    let restore_from = backup::read_restore_from(ctx, root);
 
     Some(StoreSpec {
         name: name?.clone(),
@@ -422,6 +441,8 @@ fn read_store(
         owner: owner.owner().cloned(),
         labels,
         values,
+        backup,
+        restore_from,
     })
 }
 

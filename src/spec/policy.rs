@@ -294,6 +294,11 @@ pub const GUARD_RAILS: &[GuardRail] = &[
         guards: "the credentials Secret storekeeper creates",
         never: true,
     },
+    GuardRail {
+        pattern: "backup",
+        guards: "the backups storekeeper configures (the repository, its Secret, the restore)",
+        never: true,
+    },
 ];
 
 static COMPILED_RAILS: LazyLock<Vec<(PathPattern, &'static GuardRail)>> = LazyLock::new(|| {

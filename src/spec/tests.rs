@@ -443,3 +443,74 @@ fn guard_rail_keys_inside_arrays_are_found() {
         "named explicitly"
     );
 }
+
+#[test]
+fn backup_table_and_restore_from_are_read_strictly() {
+    let s = parse(
+        "clone",
+        "engine = \"woocommerce\"\nrestore_from = { store = \"chai-corner\", snapshot = \"3f2a9c1b\" }\n\
+         [backup]\nschedule = \"0 2 * * *\"\nkeep_daily = 14\nfinal = false\n",
+    )
+    .expect("valid");
+    assert_eq!(s.backup.schedule.as_deref(), Some("0 2 * * *"));
+    assert_eq!((s.backup.keep_daily, s.backup.keep_weekly), (Some(14), None));
+    assert!(!s.backup.final_backup && s.backup.enabled.is_none());
+    let r = s.restore_from.expect("restore_from");
+    assert_eq!(
+        (r.store.as_str(), r.snapshot.as_str()),
+        ("chai-corner", "3f2a9c1b")
+    );
+    let latest = parse("c", "engine = \"medusa\"\nrestore_from = { store = \"c\" }\n").expect("valid");
+    assert_eq!(
+        latest.restore_from.map(|r| r.snapshot),
+        Some(backup::Snapshot::Latest)
+    );
+    let e = parse(
+        "clone",
+        "engine = \"woocommerce\"\nrestore_from = { store = \"Chai\", snapshot = \"yesterday\", at = 1 }\n\
+         [backup]\nschedul = \"x\"\nschedule = \"0 0 * * 7\"\nkeep_weekly = 2.5\nfinal = \"no\"\n",
+    )
+    .expect_err("invalid");
+    let got = messages(&e);
+    for want in [
+        "2:26 store name `Chai` must be a lowercase DNS label",
+        "2:45 `restore_from.snapshot` must be \"latest\" or a snapshot id",
+        "2:58 unknown field `at`",
+        "4:1 unknown field `schedul`",
+        "5:12 `backup.schedule` \"0 0 * * 7\"",
+        "6:15 `backup.keep_weekly` must be a whole number",
+        "7:9 `backup.final` must be true or false",
+    ] {
+        assert!(got.iter().any(|m| m.starts_with(want)), "{want}\n{got:#?}");
+    }
+    let typo = e
+        .diagnostics
+        .iter()
+        .find(|d| d.field == "backup.schedul")
+        .expect("typo");
+    assert_eq!(typo.hint.as_deref(), Some("did you mean `schedule`?"));
+    let e = parse(
+        "c",
+        "engine = \"woocommerce\"\nrestore_from = { snapshot = \"latest\" }\n",
+    )
+    .expect_err("no store");
+    assert!(
+        messages(&e)[0].contains("`restore_from` is missing `store`"),
+        "{:?}",
+        messages(&e)
+    );
+}
+
+#[test]
+fn backup_values_through_raw_values_are_refused() {
+    let e = parse(
+        "a",
+        "engine = \"woocommerce\"\n[values.backup]\nrepository = \"/elsewhere\"\n",
+    )
+    .expect_err("reserved");
+    assert!(
+        messages(&e)[0].contains("`values.backup.repository` is set by storekeeper"),
+        "{:?}",
+        messages(&e)
+    );
+}

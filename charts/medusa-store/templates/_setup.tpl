@@ -8,6 +8,7 @@ template. Indented for `spec:` at column 0 (nindent 2 at the call site).
 {{- with .ctx -}}
 {{- $full := include "medusa.fullname" . }}
 {{- $s := .Values.store -}}
+{{- $restore := .Values.backup.restore.enabled -}}
 backoffLimit: {{ .Values.setup.backoffLimit }}
 activeDeadlineSeconds: {{ .Values.setup.activeDeadlineSeconds }}
 template:
@@ -18,7 +19,9 @@ template:
     annotations:
       checksum/scripts: {{ printf "%s%s" (.Files.Get "files/db.sh") (.Files.Get "files/medusa.sh") | sha256sum | trunc 16 }}
   spec:
-    restartPolicy: OnFailure
+    # A restore retries from its first step in a new pod (restore.sh: the dump is loaded again
+    # before the URLs are rewritten again), so it never restarts a step in place.
+    restartPolicy: {{ ternary "Never" "OnFailure" (eq (toString $restore) "true") }}
     automountServiceAccountToken: false
     enableServiceLinks: false
     {{- with .Values.imagePullSecrets }}
@@ -27,7 +30,20 @@ template:
     {{- end }}
     securityContext:
       {{- include "medusa.podSecurityContext" (dict "uid" (int .Values.image.uid)) | nindent 6 }}
+    {{- if and $restore .Values.persistence.uploads }}
+    # The uploads are on a ReadWriteOnce volume: restore them on the node where the server runs.
+    affinity:
+      podAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+          - topologyKey: kubernetes.io/hostname
+            labelSelector:
+              matchLabels:
+                {{- include "medusa.selectorLabels" (dict "ctx" . "component" "server") | nindent 16 }}
+    {{- end }}
     initContainers:
+      {{- if $restore }}
+      {{- include "medusa.restoreInitContainers" . | nindent 6 }}
+      {{- end }}
       - name: prepare
         image: {{ include "medusa.image" .Values.postgres.image }}
         imagePullPolicy: {{ .Values.postgres.image.pullPolicy }}
@@ -114,5 +130,8 @@ template:
         emptyDir: {}
       - name: tmp
         emptyDir: {}
+      {{- if $restore }}
+      {{- include "medusa.restoreVolumes" . | nindent 6 }}
+      {{- end }}
 {{- end -}}
 {{- end -}}

@@ -9,6 +9,7 @@ template, and the template stays immutable for a given name. Indented for `spec:
 {{- with .ctx -}}
 {{- $name := printf "%s-setup" (include "woo.fullname" .) }}
 {{- $s := .Values.store -}}
+{{- $restore := .Values.backup.restore.enabled -}}
 backoffLimit: {{ .Values.setup.backoffLimit }}
 activeDeadlineSeconds: {{ .Values.setup.activeDeadlineSeconds }}
 template:
@@ -21,7 +22,9 @@ template:
       # the Job's name).
       checksum/setup-script: {{ .Files.Get "files/setup.sh" | sha256sum | trunc 16 }}
   spec:
-    restartPolicy: OnFailure
+    # A restore retries from its first step in a new pod (restore.sh: the dump is loaded again
+    # before the URLs are rewritten again), so it never restarts a step in place.
+    restartPolicy: {{ ternary "Never" "OnFailure" (eq (toString $restore) "true") }}
     automountServiceAccountToken: false
     enableServiceLinks: false
     {{- with .Values.imagePullSecrets }}
@@ -38,6 +41,10 @@ template:
             labelSelector:
               matchLabels:
                 {{- include "woo.selectorLabels" (dict "ctx" . "component" "wordpress") | nindent 16 }}
+    {{- if $restore }}
+    initContainers:
+      {{- include "woo.restoreInitContainers" . | nindent 6 }}
+    {{- end }}
     containers:
       - name: wp-cli
         image: {{ include "woo.image" .Values.image.cli }}
@@ -114,5 +121,8 @@ template:
           name: {{ $name }}-{{ $hash }}
       - name: tmp
         emptyDir: {}
+      {{- if $restore }}
+      {{- include "woo.restoreVolumes" . | nindent 6 }}
+      {{- end }}
 {{- end -}}
 {{- end -}}

@@ -169,15 +169,7 @@ fn admit_kind(store: &mut Store, kind: &Kind, old: Option<&Value>, obj: &mut Val
             default(spec, "backoffLimit", json!(6));
             default(spec, "completionMode", json!("NonIndexed"));
             default(spec, "suspend", json!(false));
-            let start = kept(old, "startTime", &time);
-            if not_ready {
-                json!({"startTime": start, "active": 1})
-            } else {
-                let done = kept(old, "completionTime", &time);
-                json!({"startTime": start, "completionTime": done, "succeeded": spec["completions"],
-                       "conditions": [condition("SuccessCriteriaMet", true, "CompletionsReached", &time),
-                                      condition("Complete", true, "CompletionsReached", &time)]})
-            }
+            crate::jobs::status(obj, old, not_ready)
         }
         ("", "PersistentVolumeClaim") => {
             // The DefaultStorageClass admission plugin, on create only.
@@ -194,6 +186,7 @@ fn admit_kind(store: &mut Store, kind: &Kind, old: Option<&Value>, obj: &mut Val
                        "capacity": spec["resources"]["requests"]})
             }
         }
+        ("", "Pod") if crate::jobs::is_finished_pod(kind, obj) => return,
         ("", "Pod") => {
             let ready = !not_ready;
             json!({"phase": if ready { "Running" } else { "Pending" },
@@ -219,6 +212,10 @@ fn template_hash(template: &Value) -> String {
 /// pod template plus `pod-template-hash`, which helm 3's `--wait` looks up by the Deployment's
 /// selector); ReplicaSets of older templates are scaled to zero.
 pub fn after_write(store: &mut Store, kind: &Kind, obj: &Value) {
+    if (kind.group, kind.kind) == ("batch", "Job") {
+        crate::jobs::create_pods(store, obj, never_ready(obj));
+        return;
+    }
     if (kind.group, kind.kind) != ("apps", "Deployment") {
         return;
     }

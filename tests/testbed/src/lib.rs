@@ -18,6 +18,7 @@
 mod controllers;
 mod event_rules;
 mod http;
+mod jobs;
 mod kinds;
 mod kubeconfig;
 mod patch;
@@ -49,6 +50,9 @@ use crate::store::ns_opt;
 /// Marks an object that the controller emulation must never make ready (Deployment never
 /// Available, Job never completes, PVC stays Pending...). Value `"true"`.
 pub const NEVER_READY_ANNOTATION: &str = "testbed.storekeeper.dev/never-ready";
+/// On a Job's pod template: the exit code of its main container (non-zero fails the Job) and
+/// what that container writes to its termination message (see `jobs`).
+pub use jobs::{EXIT_CODE_ANNOTATION, MESSAGE_ANNOTATION};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone, PartialEq)]

@@ -44,6 +44,12 @@ pub fn kubectl() -> PathBuf {
     tool("STOREKEEPER_TEST_KUBECTL", "kubectl")
 }
 
+/// Path to restic (0.18, installed by scripts/test-tools): `$STOREKEEPER_TEST_RESTIC`, else
+/// `<workspace root>/.tools/restic`.
+pub fn restic() -> PathBuf {
+    tool("STOREKEEPER_TEST_RESTIC", "restic")
+}
+
 /// An isolated helm environment: its own cache/config/data directories and `HOME` (so the
 /// discovery cache under `~/.kube/cache` is private too), and `KUBECONFIG` of the api.
 pub struct HelmEnv {
