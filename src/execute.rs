@@ -238,12 +238,7 @@ impl<C: ClusterOps, H: HelmOps> Executor<C, H> {
         if restore.is_some() && settings.is_none() {
             return Err(ExecError::Backup(BackupError::NotConfigured));
         }
-        let mut labels: BTreeMap<String, String> = spec.labels.clone();
-        labels.insert(cluster::MANAGED_BY.into(), cluster::MANAGER.into());
-        labels.insert(cluster::STORE_LABEL.into(), work.step.store.to_string());
-        if let Some(owner) = &spec.owner {
-            labels.insert(cluster::OWNER_LABEL.into(), owner.as_str().to_string());
-        }
+        let labels = namespace_labels(work, spec);
         let have = work.observed.as_ref().map(|o| &o.labels);
         self.cluster
             .ensure_namespace(&work.namespace, &labels, have)
@@ -447,4 +442,15 @@ fn values_file(vals: &Json) -> Result<tempfile::NamedTempFile, ExecError> {
     )?;
     file.flush()?;
     Ok(file)
+}
+
+/// The store namespace's labels: the store file's own, then ours (which a file cannot override).
+fn namespace_labels(work: &Work, spec: &crate::spec::StoreSpec) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = spec.labels.clone();
+    labels.insert(cluster::MANAGED_BY.into(), cluster::MANAGER.into());
+    labels.insert(cluster::STORE_LABEL.into(), work.step.store.to_string());
+    if let Some(owner) = &spec.owner {
+        labels.insert(cluster::OWNER_LABEL.into(), owner.as_str().to_string());
+    }
+    labels
 }

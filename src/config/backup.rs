@@ -148,21 +148,7 @@ pub(super) fn read(
             DEFAULT_SECRET_NAMESPACE,
         ),
     };
-    let schedule = match raw.schedule {
-        None => DEFAULT_SCHEDULE.to_string(),
-        Some(s) => {
-            if let Err(why) = check_schedule(s.get_ref()) {
-                let msg = format!("`backup.schedule` {:?}: {why}", s.get_ref());
-                r.error(
-                    s.span(),
-                    "schedule",
-                    msg,
-                    "write five fields, e.g. \"30 3 * * *\" (03:30 every day), or \"@daily\"",
-                );
-            }
-            s.into_inner().trim().to_string()
-        }
-    };
+    let schedule = schedule(&mut r, raw.schedule);
     let retention = Retention {
         keep_daily: keep(&mut r, "keep_daily", raw.keep_daily, DEFAULT_RETENTION.keep_daily),
         keep_weekly: keep(
@@ -190,6 +176,23 @@ pub(super) fn read(
         })),
         _ => Err(r.errors),
     }
+}
+
+/// The default schedule, or the configured one held to what Kubernetes takes.
+fn schedule(r: &mut Reader<'_>, raw: Option<Spanned<String>>) -> String {
+    let Some(s) = raw else {
+        return DEFAULT_SCHEDULE.to_string();
+    };
+    if let Err(why) = check_schedule(s.get_ref()) {
+        let msg = format!("`backup.schedule` {:?}: {why}", s.get_ref());
+        r.error(
+            s.span(),
+            "schedule",
+            msg,
+            "write five fields, e.g. \"30 3 * * *\" (03:30 every day), or \"@daily\"",
+        );
+    }
+    s.into_inner().trim().to_string()
 }
 
 const REPOSITORY_HINT: &str = "a restic repository: s3:https://host/bucket/path, b2:bucket:path, \
