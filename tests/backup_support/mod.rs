@@ -20,6 +20,16 @@ pub fn show(o: &Output) -> String {
     )
 }
 
+/// Copies `file` into `dir` (made 0755), readable and executable by everyone; returns the copy.
+fn copy_into(file: &Path, dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let to = dir.join(file.file_name().expect("a file name"));
+    std::fs::copy(file, &to).expect("copy");
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod copy");
+    to
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -103,10 +113,20 @@ impl Run {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        let tools = Tools::find();
+        let mut tools = Tools::find();
         let dir = tempfile::tempdir().expect("tempdir");
         // Traversable, for the servers and scripts that run as other users.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // The scripts and restic run from copies in here: the checkout (and `.tools`) may sit
+        // under a directory other users cannot enter (a `mktemp -d` clone is 0700).
+        tools.restic = copy_into(&tools.restic, &dir.path().join("bin"));
+        for chart in ["woocommerce-store", "medusa-store"] {
+            let files = root().join("charts").join(chart).join("files");
+            let to = dir.path().join("charts").join(chart).join("files");
+            for entry in std::fs::read_dir(&files).expect("chart files").flatten() {
+                copy_into(&entry.path(), &to);
+            }
+        }
         let applets = dir.path().join("busybox-applets");
         std::fs::create_dir_all(&applets).expect("mkdir applets");
         let list = Command::new(&tools.busybox)
@@ -150,7 +170,7 @@ impl Scratch {
         if let Some((uid, gid)) = user {
             chown_tree(&private, uid, gid);
         }
-        let file = root().join("charts").join(chart).join("files").join(script);
+        let file = self.dir.path().join("charts").join(chart).join("files").join(script);
         let system = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
         let restic_dir = self
             .tools
