@@ -170,7 +170,13 @@ impl Scratch {
         if let Some((uid, gid)) = user {
             chown_tree(&private, uid, gid);
         }
-        let file = self.dir.path().join("charts").join(chart).join("files").join(script);
+        let file = self
+            .dir
+            .path()
+            .join("charts")
+            .join(chart)
+            .join("files")
+            .join(script);
         let system = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
         let restic_dir = self
             .tools
