@@ -129,7 +129,19 @@ fn backup_values_map_to_the_golden_overlays() {
     let b = settings.backup.clone().expect("[backup]");
     let snap = dir::read(&root.join("stores.d"), &settings.spec_defaults()).unwrap_or_else(|e| panic!("{e}"));
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    for spec in snap.specs() {
+    let mut specs: Vec<(storekeeper::spec::StoreSpec, String)> =
+        snap.specs().map(|s| (s.clone(), s.name.to_string())).collect();
+    // The policy fixtures' goldens are rendered by the chart checks too, so they need overlays.
+    for (file, golden) in [
+        ("allowed.toml", "policy-allowed"),
+        ("allowed-medusa.toml", "policy-allowed"),
+    ] {
+        let path = root.join("tests/fixtures/policy/stores").join(file);
+        let defaults = storekeeper::config::Settings::default().spec_defaults();
+        let spec = storekeeper::spec::load_file(&path, &defaults).unwrap_or_else(|e| panic!("{file}: {e:?}"));
+        specs.push((spec, golden.to_string()));
+    }
+    for (spec, golden_name) in &specs {
         let mut v = store_values(spec, Some(&b));
         let source = snap
             .specs()
@@ -147,9 +159,8 @@ fn backup_values_map_to_the_golden_overlays() {
         let overlay = serde_json::json!({ "backup": v["backup"] });
         let rendered = serde_json::to_string_pretty(&overlay).unwrap_or_default() + "\n";
         let file = root.join(format!(
-            "tests/golden/{}--{}.backup.json",
+            "tests/golden/{}--{golden_name}.backup.json",
             spec.engine.as_str(),
-            spec.name
         ));
         if update {
             std::fs::write(&file, &rendered).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
