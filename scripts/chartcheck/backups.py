@@ -189,7 +189,8 @@ def run(helm, charts: Path, goldens, envs, fails, counts, template, validate_doc
         fit = check_quota_fit(docs, where, fails)
         name = json.loads(golden.read_text())["store"]["name"]
         check_backup(docs, store, name, values, where, fails, restore)
-        if restore and not self_tested:
+        # The self-test mutates a CronJob and a restore Job; a chart without them has failed above.
+        if restore and not self_tested and len(fails.items) == before:
             self_tested = True
             missed = self_test(docs, store, name, values, fails_cls)
             for m in missed:
