@@ -14,18 +14,6 @@ use support::{Env, Opts, show, wait_for};
 
 const SHOP: &str = "engine = \"woocommerce\"\n";
 
-fn store(d: &Daemon, name: &str) -> Value {
-    let (code, body) = d.get(&format!("/stores/{name}"));
-    if code != 200 {
-        return Value::Null;
-    }
-    serde_json::from_str(&body).unwrap_or(Value::Null)
-}
-
-fn phase(d: &Daemon, name: &str) -> String {
-    store(d, name)["phase"].as_str().unwrap_or("-").to_string()
-}
-
 fn helm_writes(env: &Env) -> Vec<String> {
     env.helm_calls()
         .into_iter()
@@ -91,7 +79,7 @@ fn a_commit_that_drops_five_stores_deletes_none_until_approved(major: u8) {
     assert!(
         wait_for(Duration::from_secs(20), || SIX[1..]
             .iter()
-            .all(|s| phase(&d, s) == "Blocked")),
+            .all(|s| d.phase(s) == "Blocked")),
         "{}",
         d.get("/stores").1
     );
@@ -101,7 +89,7 @@ fn a_commit_that_drops_five_stores_deletes_none_until_approved(major: u8) {
     for s in SIX {
         assert!(env.namespace(&format!("store-{s}")).is_some(), "{s} must survive");
     }
-    let a = store(&d, "a");
+    let a = d.store("a");
     let reason = a["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains(&revision[..12]) && reason.contains("5 stores"),
@@ -170,7 +158,7 @@ fn a_commit_that_drops_five_stores_deletes_none_until_approved(major: u8) {
     assert!(
         wait_for(Duration::from_secs(20), || ["c", "d", "e"]
             .iter()
-            .all(|s| phase(&d, s) == "Ready")),
+            .all(|s| d.phase(s) == "Ready")),
         "{}",
         d.get("/stores").1
     );
@@ -207,11 +195,11 @@ fn a_rename_creates_the_new_store_and_keeps_the_old_one(major: u8) {
     std::fs::rename(env.stores.join("a.toml"), env.stores.join("b.toml")).expect("rename");
     assert!(d.wait_ready("b", Duration::from_secs(30)), "{}", d.logs());
     assert!(
-        wait_for(Duration::from_secs(10), || phase(&d, "a") == "Blocked"),
+        wait_for(Duration::from_secs(10), || d.phase("a") == "Blocked"),
         "{}",
-        store(&d, "a")
+        d.store("a")
     );
-    let a = store(&d, "a");
+    let a = d.store("a");
     let reason = a["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("Names are identity") && reason.contains("b.toml"),
@@ -257,11 +245,11 @@ fn a_removed_file_waits_out_the_grace_period(major: u8) {
 
     env.remove_store("x");
     assert!(
-        wait_for(Duration::from_secs(10), || phase(&d, "x") == "PendingDeletion"),
+        wait_for(Duration::from_secs(10), || d.phase("x") == "PendingDeletion"),
         "{}",
-        store(&d, "x")
+        d.store("x")
     );
-    let x = store(&d, "x");
+    let x = d.store("x");
     assert!(x["deletion_deadline"].is_string(), "{x}");
     // The phase is recorded as the operation starts; the mark follows a moment later.
     assert!(wait_for(Duration::from_secs(5), || {
@@ -283,9 +271,9 @@ fn a_removed_file_waits_out_the_grace_period(major: u8) {
     );
     env.write_store("x", SHOP);
     assert!(
-        wait_for(Duration::from_secs(10), || phase(&d, "x") == "Ready"),
+        wait_for(Duration::from_secs(10), || d.phase("x") == "Ready"),
         "{}",
-        store(&d, "x")
+        d.store("x")
     );
     assert!(
         env.annotation("store-x", "storekeeper.dev/pending-deletion")
@@ -301,7 +289,7 @@ fn a_removed_file_waits_out_the_grace_period(major: u8) {
 
     env.remove_store("x");
     let removed = Instant::now();
-    assert!(wait_for(Duration::from_secs(10), || phase(&d, "x") == "PendingDeletion"));
+    assert!(wait_for(Duration::from_secs(10), || d.phase("x") == "PendingDeletion"));
     assert!(
         wait_for(Duration::from_secs(30), || env.namespace("store-x").is_none()),
         "{}",

@@ -9,14 +9,10 @@ use storekeeper::source::dir;
 use storekeeper::spec::SpecDefaults;
 use storekeeper::values::values_for;
 
-/// Compares (or with UPDATE_GOLDEN rewrites) one golden values file.
-fn check_golden(spec: &storekeeper::spec::StoreSpec, file: &std::path::Path, update: bool) {
-    let rendered = match serde_json::to_string_pretty(&values_for(spec)) {
-        Ok(s) => s + "\n",
-        Err(e) => panic!("{e}"),
-    };
+/// Compares `rendered` with a golden file, or with UPDATE_GOLDEN rewrites the file.
+fn compare_golden(rendered: &str, file: &std::path::Path, update: bool) {
     if update {
-        if let Err(e) = std::fs::write(file, &rendered) {
+        if let Err(e) = std::fs::write(file, rendered) {
             panic!("{}: {e}", file.display());
         }
         return;
@@ -28,6 +24,16 @@ fn check_golden(spec: &storekeeper::spec::StoreSpec, file: &std::path::Path, upd
         "{} differs; UPDATE_GOLDEN=1 regenerates it",
         file.display()
     );
+}
+
+/// Compares (or with UPDATE_GOLDEN rewrites) one golden values file.
+fn check_golden(spec: &storekeeper::spec::StoreSpec, file: &std::path::Path, update: bool) {
+    let rendered = match serde_json::to_string_pretty(&values_for(spec)) {
+        Ok(s) => s + "\n",
+        Err(e) => panic!("{e}"),
+    };
+    compare_golden(&rendered, file, update);
+    // Credentials are never values: only the Secret's name is.
     assert!(
         !rendered.to_lowercase().contains("password"),
         "{}",
@@ -86,29 +92,7 @@ fn example_stores_map_to_the_golden_values() {
             spec.engine.as_str(),
             spec.name
         ));
-        let rendered = match serde_json::to_string_pretty(&values_for(spec)) {
-            Ok(s) => s + "\n",
-            Err(e) => panic!("{e}"),
-        };
-        if update {
-            if let Err(e) = std::fs::write(&file, &rendered) {
-                panic!("{}: {e}", file.display());
-            }
-            continue;
-        }
-        let golden = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        assert_eq!(
-            rendered,
-            golden,
-            "{} differs; UPDATE_GOLDEN=1 regenerates it",
-            file.display()
-        );
-        // Credentials are never values: only the Secret's name is.
-        assert!(
-            !rendered.to_lowercase().contains("password"),
-            "{}",
-            file.display()
-        );
+        check_golden(spec, &file, update);
     }
 }
 
@@ -162,16 +146,6 @@ fn backup_values_map_to_the_golden_overlays() {
             "tests/golden/{}--{golden_name}.backup.json",
             spec.engine.as_str(),
         ));
-        if update {
-            std::fs::write(&file, &rendered).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-            continue;
-        }
-        let golden = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        assert_eq!(
-            rendered,
-            golden,
-            "{} differs; UPDATE_GOLDEN=1 regenerates it",
-            file.display()
-        );
+        compare_golden(&rendered, &file, update);
     }
 }

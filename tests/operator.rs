@@ -19,18 +19,6 @@ use support::{Env, Opts, show, wait_for};
 const SHOP: &str = "engine = \"woocommerce\"\n";
 const HANGS: &str = "engine = \"woocommerce\"\n[values]\nneverReady = true\n";
 
-fn store(d: &Daemon, name: &str) -> Value {
-    let (code, body) = d.get(&format!("/stores/{name}"));
-    if code != 200 {
-        return Value::Null;
-    }
-    serde_json::from_str(&body).unwrap_or(Value::Null)
-}
-
-fn phase(d: &Daemon, name: &str) -> String {
-    store(d, name)["phase"].as_str().unwrap_or("-").to_string()
-}
-
 /// Every Event the test API server holds, in any namespace.
 fn events(env: &Env) -> Vec<Value> {
     // `default` holds the events of stores whose namespace is gone.
@@ -90,7 +78,7 @@ fn every_action_and_outcome_is_a_kubernetes_event(major: u8) {
     );
     env.write_store("broken", HANGS);
     assert!(
-        wait_for(Duration::from_secs(30), || phase(&d, "broken") == "Failed"),
+        wait_for(Duration::from_secs(30), || d.phase("broken") == "Failed"),
         "{}",
         d.logs()
     );
@@ -257,11 +245,11 @@ fn the_status_page_of_a_live_daemon_in_headless_chromium(major: u8) {
         d.logs()
     );
     assert!(
-        wait_for(Duration::from_secs(30), || phase(&d, "evil-shop") == "Failed"),
+        wait_for(Duration::from_secs(30), || d.phase("evil-shop") == "Failed"),
         "{}",
         d.logs()
     );
-    assert!(wait_for(Duration::from_secs(10), || phase(&d, "odd") == "Blocked"));
+    assert!(wait_for(Duration::from_secs(10), || d.phase("odd") == "Blocked"));
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("status-page-daemon-helm{major}.png"));
     let expected = json!({"stores": [
         {"name": "chai-corner", "phase": "Ready", "url": "http://chai-corner.test.local/", "title": "Chai Corner"},
@@ -296,14 +284,11 @@ fn suspend_and_resume_through_the_binary(major: u8) {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     env.write_store("shop", "engine = \"woocommerce\"\n[shop]\ntitle = \"Changed\"\n");
     assert!(
-        wait_for(Duration::from_secs(10), || phase(&d, "shop") == "Suspended"),
+        wait_for(Duration::from_secs(10), || d.phase("shop") == "Suspended"),
         "{}",
-        store(&d, "shop")
+        d.store("shop")
     );
-    let reason = store(&d, "shop")["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let reason = d.store("shop")["reason"].as_str().unwrap_or_default().to_string();
     assert!(
         reason.contains("oncall") && reason.contains("overrides the store file"),
         "{reason}"
@@ -335,7 +320,7 @@ fn suspend_and_resume_through_the_binary(major: u8) {
         "{}",
         show(&out)
     );
-    assert!(wait_for(Duration::from_secs(10), || phase(&d, "shop") == "Suspended"));
+    assert!(wait_for(Duration::from_secs(10), || d.phase("shop") == "Suspended"));
     d.stop();
 }
 
@@ -350,9 +335,9 @@ fn reconcile_logs_and_status_through_the_binary(major: u8) {
     env.api.fail_next(1, "POST", "/api/v1/namespaces$");
     env.write_store("flaky", "engine = \"woocommerce\"\nowner = \"acme\"\n");
     assert!(
-        wait_for(Duration::from_secs(10), || phase(&d, "flaky") == "Failed"),
+        wait_for(Duration::from_secs(10), || d.phase("flaky") == "Failed"),
         "{}",
-        store(&d, "flaky")
+        d.store("flaky")
     );
     let url = format!("http://{}", d.addr);
     let asked = Instant::now();

@@ -7,29 +7,11 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use support::daemon::Daemon;
 use support::{Env, Opts, wait_for};
 
 fn owned(owner: &str) -> String {
     format!("engine = \"woocommerce\"\nowner = \"{owner}\"\n")
-}
-
-fn store(d: &Daemon, name: &str) -> Value {
-    let (code, body) = d.get(&format!("/stores/{name}"));
-    if code != 200 {
-        return Value::Null;
-    }
-    serde_json::from_str(&body).unwrap_or(Value::Null)
-}
-
-fn phase(d: &Daemon, name: &str) -> String {
-    store(d, name)["phase"].as_str().unwrap_or("-").to_string()
-}
-
-fn installed(env: &Env, name: &str) -> bool {
-    let prefix = format!("upgrade --install {name} ");
-    env.helm_calls().iter().any(|c| c.starts_with(&prefix))
 }
 
 fn env_with(major: u8, policy: &'static str) -> Env {
@@ -59,11 +41,11 @@ fn the_per_owner_cap_holds_a_new_store_until_there_is_room(major: u8) {
         "another owner goes through"
     );
     assert!(
-        wait_for(Duration::from_secs(10), || phase(&d, "a3") == "Blocked"),
+        wait_for(Duration::from_secs(10), || d.phase("a3") == "Blocked"),
         "{}",
-        store(&d, "a3")
+        d.store("a3")
     );
-    let a3 = store(&d, "a3");
+    let a3 = d.store("a3");
     let reason = a3["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("owner acme") && reason.contains("max_stores_per_owner = 2"),
@@ -71,7 +53,7 @@ fn the_per_owner_cap_holds_a_new_store_until_there_is_room(major: u8) {
     );
     assert_eq!(a3["owner"], "acme");
     std::thread::sleep(Duration::from_secs(2));
-    assert!(!installed(&env, "a3"), "{:?}", env.helm_calls());
+    assert!(!env.helm_started("a3"), "{:?}", env.helm_calls());
     assert!(env.namespace("store-a3").is_none());
     let m = d.metrics();
     assert!(m.contains(r#"storekeeper_owner_stores{owner="acme"} 3"#), "{m}");
@@ -99,11 +81,11 @@ fn the_global_cap_holds_new_stores_until_there_is_room(major: u8) {
     let d = Daemon::start(&env, &[]);
     assert!(d.wait_ready("one", Duration::from_secs(30)) && d.wait_ready("two", Duration::from_secs(30)));
     env.write_store("three", &owned("o"));
-    assert!(wait_for(Duration::from_secs(10), || phase(&d, "three") == "Blocked"));
+    assert!(wait_for(Duration::from_secs(10), || d.phase("three") == "Blocked"));
     std::thread::sleep(Duration::from_millis(1500));
     env.write_store("four", &owned("o"));
-    assert!(wait_for(Duration::from_secs(10), || phase(&d, "four") == "Blocked"));
-    let three = store(&d, "three");
+    assert!(wait_for(Duration::from_secs(10), || d.phase("four") == "Blocked"));
+    let three = d.store("three");
     assert!(
         three["reason"]
             .as_str()
@@ -111,7 +93,7 @@ fn the_global_cap_holds_new_stores_until_there_is_room(major: u8) {
             .contains("max_stores = 2"),
         "{three}"
     );
-    assert!(!installed(&env, "three") && !installed(&env, "four"));
+    assert!(!env.helm_started("three") && !env.helm_started("four"));
 
     env.remove_store("one");
     assert!(
@@ -120,8 +102,8 @@ fn the_global_cap_holds_new_stores_until_there_is_room(major: u8) {
         d.logs()
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(phase(&d, "four"), "Blocked");
-    assert!(!installed(&env, "four"));
+    assert_eq!(d.phase("four"), "Blocked");
+    assert!(!env.helm_started("four"));
     d.stop();
 }
 
@@ -133,9 +115,9 @@ fn the_creation_rate_delays_the_excess_and_says_when(major: u8) {
     }
     let d = Daemon::start(&env, &[]);
     assert!(d.wait_ready("r1", Duration::from_secs(30)) && d.wait_ready("r2", Duration::from_secs(30)));
-    assert!(wait_for(Duration::from_secs(10), || phase(&d, "r3") == "Blocked"
-        && phase(&d, "r4") == "Blocked"));
-    let r3 = store(&d, "r3");
+    assert!(wait_for(Duration::from_secs(10), || d.phase("r3") == "Blocked"
+        && d.phase("r4") == "Blocked"));
+    let r3 = d.store("r3");
     let created = |ns: &str| -> Option<jiff::Timestamp> {
         env.namespace(ns)?["metadata"]["creationTimestamp"]
             .as_str()?
@@ -159,8 +141,8 @@ fn the_creation_rate_delays_the_excess_and_says_when(major: u8) {
             .contains("max_creations_per_hour = 2"),
         "{r3}"
     );
-    assert!(store(&d, "r4")["next_attempt"].is_string(), "{}", store(&d, "r4"));
-    assert!(!installed(&env, "r3") && !installed(&env, "r4"));
+    assert!(d.store("r4")["next_attempt"].is_string(), "{}", d.store("r4"));
+    assert!(!env.helm_started("r3") && !env.helm_started("r4"));
     d.stop();
 }
 

@@ -8,29 +8,12 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::daemon::{Daemon, sample};
 use support::{Env, Opts, wait_for};
 
 const SHOP: &str = "engine = \"woocommerce\"\n";
 const HANGS: &str = "engine = \"woocommerce\"\n[values]\nneverReady = true\n";
-
-fn store(d: &Daemon, name: &str) -> Value {
-    let (code, body) = d.get(&format!("/stores/{name}"));
-    if code != 200 {
-        return Value::Null;
-    }
-    serde_json::from_str(&body).unwrap_or(Value::Null)
-}
-
-fn phase(d: &Daemon, name: &str) -> String {
-    store(d, name)["phase"].as_str().unwrap_or("-").to_string()
-}
-
-fn helm_started(env: &Env, store: &str) -> bool {
-    let prefix = format!("upgrade --install {store} ");
-    env.helm_calls().iter().any(|c| c.starts_with(&prefix))
-}
 
 /// While A's first install hangs in `--wait` (helm timeout 60 s), B's new file starts B's helm
 /// within 2 s and C's removed file deletes C; A is Provisioning in `/stores` and the gauge all
@@ -48,15 +31,15 @@ fn a_hanging_install_holds_back_no_other_store(major: u8) {
     let d = Daemon::start(&env, &[]);
     assert!(d.wait_ready("c", Duration::from_secs(30)), "{}", d.logs());
     env.write_store("a", HANGS);
-    assert!(wait_for(Duration::from_secs(10), || helm_started(&env, "a")));
+    assert!(wait_for(Duration::from_secs(10), || env.helm_started("a")));
     let a_started = Instant::now();
-    assert_eq!(phase(&d, "a"), "Provisioning");
+    assert_eq!(d.phase("a"), "Provisioning");
 
     let written = Instant::now();
     env.write_store("b", SHOP);
     let mut b_started = None;
     while written.elapsed() < Duration::from_secs(10) {
-        if helm_started(&env, "b") {
+        if env.helm_started("b") {
             b_started = Some(written.elapsed());
             break;
         }
@@ -79,7 +62,7 @@ fn a_hanging_install_holds_back_no_other_store(major: u8) {
     );
     for _ in 0..3 {
         assert_eq!(
-            phase(&d, "a"),
+            d.phase("a"),
             "Provisioning",
             "A stays Provisioning while helm waits"
         );
@@ -89,11 +72,11 @@ fn a_hanging_install_holds_back_no_other_store(major: u8) {
         std::thread::sleep(Duration::from_secs(1));
     }
     assert!(
-        wait_for(Duration::from_secs(90), || phase(&d, "a") == "Failed"),
+        wait_for(Duration::from_secs(90), || d.phase("a") == "Failed"),
         "A fails after the helm timeout:\n{}",
         d.logs()
     );
-    let a = store(&d, "a");
+    let a = d.store("a");
     assert_eq!(a["error_code"], "helm_timeout", "{a}");
     assert!(a["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{a}");
     assert!(a["next_attempt"].is_string(), "{a}");
@@ -213,14 +196,14 @@ fn every_failure_class_is_failed_visible_and_isolated(major: u8) {
         let d = Daemon::start(&env, &[]);
         (fault.arm)(&env, &d);
         assert!(
-            wait_for(Duration::from_secs(30), || phase(&d, fault.store) == "Failed"),
+            wait_for(Duration::from_secs(30), || d.phase(fault.store) == "Failed"),
             "{}: {} is Failed\n{}\n{}",
             fault.name,
-            store(&d, fault.store),
+            d.store(fault.store),
             d.logs(),
             env.api.log_tail(30)
         );
-        let s = store(&d, fault.store);
+        let s = d.store(fault.store);
         let code = s["error_code"].as_str().unwrap_or_default().to_string();
         assert!(!code.is_empty(), "{}: {s}", fault.name);
         assert!(
@@ -299,15 +282,15 @@ fn a_deposed_leader_starts_nothing_and_the_new_one_converges(major: u8) {
     let a_daemon = Daemon::start(&env, &[("POD_NAME", "one".to_string())]);
     env.write_store("a", HANGS);
     assert!(
-        wait_for(Duration::from_secs(20), || helm_started(&env, "a")),
+        wait_for(Duration::from_secs(20), || env.helm_started("a")),
         "{}",
         a_daemon.logs()
     );
     env.write_store("b", SHOP);
     assert!(
-        wait_for(Duration::from_secs(10), || phase(&a_daemon, "b") == "Pending"),
+        wait_for(Duration::from_secs(10), || a_daemon.phase("b") == "Pending"),
         "B is queued behind A: {}",
-        store(&a_daemon, "b")
+        a_daemon.store("b")
     );
     let (config, b_log) = second_daemon_config(&env);
     let b_daemon = Daemon::start_with_config(&env, &config, &[("POD_NAME", "two".to_string())]);
@@ -349,7 +332,7 @@ fn a_deposed_leader_starts_nothing_and_the_new_one_converges(major: u8) {
         a_daemon.logs()
     );
     assert!(
-        !helm_started(&env, "b"),
+        !env.helm_started("b"),
         "the deposed daemon started B: {:?}",
         env.helm_calls()
     );

@@ -8,6 +8,27 @@ use std::time::Duration;
 
 use super::{Env, signal};
 
+/// Collects a spawned child's stderr (piped) into a shared string on its own thread, and sends
+/// every `addr=` value it logs (the HTTP server's address) on the returned channel.
+pub fn collect_stderr(child: &mut Child) -> (Arc<Mutex<String>>, std::sync::mpsc::Receiver<String>) {
+    let stderr = child.stderr.take().expect("stderr");
+    let logs = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Arc::clone(&logs);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+            if let Ok(mut l) = sink.lock() {
+                l.push_str(&line);
+                l.push('\n');
+            }
+        }
+    });
+    (logs, rx)
+}
+
 /// A running daemon whose stderr is collected and whose HTTP address is known.
 pub struct Daemon {
     pub child: Child,
@@ -31,21 +52,7 @@ impl Daemon {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&logs);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
+        let (logs, rx) = collect_stderr(&mut child);
         let addr = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("daemon did not report its HTTP address");
@@ -98,6 +105,20 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 
 impl Daemon {
     /// Waits until `/stores/{store}` reports the store Ready; false when `limit` passes first.
+    /// `GET /stores/<name>` as JSON; `null` when the daemon does not know the store.
+    pub fn store(&self, name: &str) -> serde_json::Value {
+        let (code, body) = self.get(&format!("/stores/{name}"));
+        if code != 200 {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The store's phase in `/stores`, `-` when unknown.
+    pub fn phase(&self, name: &str) -> String {
+        self.store(name)["phase"].as_str().unwrap_or("-").to_string()
+    }
+
     pub fn wait_ready(&self, store: &str, limit: Duration) -> bool {
         let path = format!("/stores/{store}");
         super::wait_for(limit, || self.get(&path).1.contains("\"Ready\""))

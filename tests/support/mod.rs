@@ -189,6 +189,12 @@ impl Env {
             .collect()
     }
 
+    /// Whether helm was ever started to install or upgrade `store`.
+    pub fn helm_started(&self, store: &str) -> bool {
+        let prefix = format!("upgrade --install {store} ");
+        self.helm_calls().iter().any(|c| c.starts_with(&prefix))
+    }
+
     pub fn clear_helm_log(&self) {
         let _ = std::fs::remove_file(&self.helm_log);
     }
