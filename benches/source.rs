@@ -17,11 +17,10 @@
 //! Run: `cargo bench --bench source` (add `-- dir/` or `-- git/` to pick a group).
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use storekeeper::config::{GitRef, GitSettings};
 use storekeeper::source::dir::{self, DirSource};
 use storekeeper::source::git::GitSource;
 use storekeeper::source::watch::Changes;
@@ -102,21 +101,6 @@ fn directory(c: &mut Criterion) {
     g.finish();
 }
 
-fn git_settings(url: String, state: &Path) -> GitSettings {
-    GitSettings {
-        url,
-        reference: GitRef::Branch("main".into()),
-        subpath: PathBuf::from("stores.d"),
-        ssh_key_file: None,
-        known_hosts_file: None,
-        token_file: None,
-        token_env: None,
-        poll_interval: Duration::from_secs(30),
-        state_dir: state.to_path_buf(),
-        webhook_secret_file: None,
-    }
-}
-
 fn repository(c: &mut Criterion) {
     let mut g = c.benchmark_group("git");
     g.sample_size(20);
@@ -125,7 +109,7 @@ fn repository(c: &mut Criterion) {
         write_stores(&remote.work.join("stores.d"), n);
         remote.commit(&[]);
         let state = tempfile::tempdir().expect("state");
-        let settings = git_settings(remote.url(), state.path());
+        let settings = git::git_settings(remote.url(), state.path());
         let mut warm = GitSource::new(settings.clone());
         warm.sync(&defaults()).expect("clone");
         g.bench_with_input(BenchmarkId::new("unchanged", n), &n, |b, _| {

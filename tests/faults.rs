@@ -16,10 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use storekeeper::config::{GitRef, GitSettings};
 use storekeeper::source::git::GitSource;
 use storekeeper::spec::SpecDefaults;
-use support::git::git;
+use support::git::{git, git_settings};
 use support::{Env, Opts, show, signal, wait_for};
 use testbed::Request;
 
@@ -616,21 +615,6 @@ impl Remote {
             &["push", "-q", "--force", &self.bare.to_string_lossy(), "HEAD:main"],
         );
         git(&work, &["rev-parse", "HEAD"])
-    }
-}
-
-fn git_settings(url: String, state: &Path) -> GitSettings {
-    GitSettings {
-        url,
-        reference: GitRef::Branch("main".into()),
-        subpath: PathBuf::from("stores.d"),
-        ssh_key_file: None,
-        known_hosts_file: None,
-        token_file: None,
-        token_env: None,
-        poll_interval: Duration::from_secs(30),
-        state_dir: state.to_path_buf(),
-        webhook_secret_file: None,
     }
 }
 

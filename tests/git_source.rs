@@ -8,30 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::git::{Remote, git, serve_http};
+use support::git::{Remote, git, git_settings_at, serve_http};
 
-use storekeeper::config::{GitRef, GitSettings};
+use storekeeper::config::GitRef;
 use storekeeper::source::Snapshot;
 use storekeeper::source::git::GitSource;
 use storekeeper::spec::SpecDefaults;
 
 const GOOD: &str = "engine = \"woocommerce\"\n";
 const OTHER: &str = "engine = \"medusa\"\n";
-
-fn settings(url: String, reference: GitRef, state: &Path) -> GitSettings {
-    GitSettings {
-        url,
-        reference,
-        subpath: PathBuf::from("stores.d"),
-        ssh_key_file: None,
-        known_hosts_file: None,
-        token_file: None,
-        token_env: None,
-        poll_interval: Duration::from_secs(30),
-        state_dir: state.to_path_buf(),
-        webhook_secret_file: None,
-    }
-}
 
 fn defaults() -> SpecDefaults {
     SpecDefaults {
@@ -67,7 +52,7 @@ fn file_url_first_sync_clones_then_follows_new_commits() {
     let remote = Remote::new();
     let c1 = remote.commit(&[("stores.d/shop.toml", Some(GOOD)), ("README.md", Some("x"))]);
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("main".into()),
         state.path(),
@@ -108,7 +93,7 @@ fn a_plain_local_path_works_too() {
     let c1 = remote.commit(&[("stores.d/shop.toml", Some(GOOD))]);
     let state = tempfile::tempdir().expect("state");
     let url = remote.bare.to_string_lossy().into_owned();
-    let mut src = GitSource::new(settings(url, GitRef::Branch("main".into()), state.path()));
+    let mut src = GitSource::new(git_settings_at(url, GitRef::Branch("main".into()), state.path()));
     assert_eq!(sync_ok(&mut src).revision, c1);
 }
 
@@ -118,7 +103,7 @@ fn a_force_push_to_an_older_commit_is_followed() {
     let c1 = remote.commit(&[("stores.d/shop.toml", Some(GOOD))]);
     let c2 = remote.commit(&[("stores.d/blog.toml", Some(GOOD))]);
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("main".into()),
         state.path(),
@@ -145,31 +130,51 @@ fn tags_and_pinned_commits() {
     let state = tempfile::tempdir().expect("state");
 
     for tag in ["v1", "light"] {
-        let mut src = GitSource::new(settings(remote.url(), GitRef::Tag(tag.into()), state.path()));
+        let mut src = GitSource::new(git_settings_at(
+            remote.url(),
+            GitRef::Tag(tag.into()),
+            state.path(),
+        ));
         let snap = sync_ok(&mut src);
         assert_eq!(snap.revision, c1, "tag {tag}");
         assert_eq!(names(&snap), ["shop"]);
     }
     for pin in [c1.clone(), c1[..8].to_string()] {
-        let mut src = GitSource::new(settings(remote.url(), GitRef::Commit(pin.clone()), state.path()));
+        let mut src = GitSource::new(git_settings_at(
+            remote.url(),
+            GitRef::Commit(pin.clone()),
+            state.path(),
+        ));
         assert_eq!(sync_ok(&mut src).revision, c1, "pin {pin}");
     }
-    let mut src = GitSource::new(settings(remote.url(), GitRef::Commit(c2.clone()), state.path()));
+    let mut src = GitSource::new(git_settings_at(
+        remote.url(),
+        GitRef::Commit(c2.clone()),
+        state.path(),
+    ));
     assert_eq!(names(&sync_ok(&mut src)), ["blog", "shop"]);
 
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Commit("0123456789abcdef0123456789abcdef01234567".into()),
         state.path(),
     ));
     assert_eq!(sync_err(&mut src).kind(), "git_ref_missing");
-    let mut src = GitSource::new(settings(remote.url(), GitRef::Tag("v9".into()), state.path()));
+    let mut src = GitSource::new(git_settings_at(
+        remote.url(),
+        GitRef::Tag("v9".into()),
+        state.path(),
+    ));
     assert_eq!(sync_err(&mut src).kind(), "git_ref_missing");
 
     // A tag moved on the remote is followed.
     git(&remote.work, &["tag", "-f", "light", &c2]);
     git(&remote.work, &["push", "-q", "--force", "origin", "light"]);
-    let mut src = GitSource::new(settings(remote.url(), GitRef::Tag("light".into()), state.path()));
+    let mut src = GitSource::new(git_settings_at(
+        remote.url(),
+        GitRef::Tag("light".into()),
+        state.path(),
+    ));
     assert_eq!(sync_ok(&mut src).revision, c2);
 }
 
@@ -178,7 +183,7 @@ fn an_unreachable_remote_is_an_error_and_the_source_recovers() {
     let remote = Remote::new();
     let c1 = remote.commit(&[("stores.d/shop.toml", Some(GOOD))]);
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("main".into()),
         state.path(),
@@ -200,7 +205,7 @@ fn an_unreachable_remote_is_an_error_and_the_source_recovers() {
 fn a_first_sync_against_an_unreachable_remote_is_an_error_not_empty() {
     let state = tempfile::tempdir().expect("state");
     let url = format!("file://{}/nothing-here.git", state.path().display());
-    let mut src = GitSource::new(settings(url, GitRef::Branch("main".into()), state.path()));
+    let mut src = GitSource::new(git_settings_at(url, GitRef::Branch("main".into()), state.path()));
     let err = sync_err(&mut src);
     assert!(
         matches!(err.kind(), "git_fetch" | "git_checkout"),
@@ -214,7 +219,7 @@ fn a_fetch_past_its_deadline_is_a_timeout() {
     let remote = Remote::new();
     remote.commit(&[("stores.d/shop.toml", Some(GOOD))]);
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("main".into()),
         state.path(),
@@ -229,7 +234,11 @@ fn a_pinned_commit_already_fetched_survives_a_remote_outage() {
     let remote = Remote::new();
     let c1 = remote.commit(&[("stores.d/shop.toml", Some(GOOD))]);
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(remote.url(), GitRef::Commit(c1.clone()), state.path()));
+    let mut src = GitSource::new(git_settings_at(
+        remote.url(),
+        GitRef::Commit(c1.clone()),
+        state.path(),
+    ));
     assert_eq!(sync_ok(&mut src).revision, c1);
     std::fs::remove_dir_all(&remote.bare).expect("rm remote");
     assert_eq!(sync_ok(&mut src).revision, c1);
@@ -241,7 +250,7 @@ fn a_deleted_branch_is_ref_missing() {
     remote.commit(&[("stores.d/shop.toml", Some(GOOD))]);
     git(&remote.work, &["push", "-q", "origin", "HEAD:feature"]);
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("feature".into()),
         state.path(),
@@ -252,7 +261,7 @@ fn a_deleted_branch_is_ref_missing() {
     let err = sync_err(&mut src);
     assert_eq!(err.kind(), "git_ref_missing", "{err}");
 
-    let mut never = GitSource::new(settings(
+    let mut never = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("nope".into()),
         state.path(),
@@ -281,7 +290,7 @@ fn a_corrupt_local_repository_is_cloned_again() {
     let remote = Remote::new();
     let c1 = remote.commit(&[("stores.d/shop.toml", Some(GOOD))]);
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("main".into()),
         state.path(),
@@ -320,7 +329,7 @@ fn a_remote_replaced_with_an_unrelated_history_is_followed() {
         ("stores.d/blog.toml", Some(GOOD)),
     ]);
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("main".into()),
         state.path(),
@@ -353,7 +362,7 @@ fn an_invalid_store_file_is_an_error_entry_not_dropped() {
         ("stores.d/notes.txt", Some("not a store")),
     ]);
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("main".into()),
         state.path(),
@@ -378,7 +387,7 @@ fn a_symlink_out_of_the_store_directory_is_refused() {
     std::os::unix::fs::symlink("shop.toml", remote.work.join("stores.d/alias.toml")).expect("ln");
     remote.commit(&[]);
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("main".into()),
         state.path(),
@@ -398,11 +407,11 @@ fn a_missing_subpath_is_an_error_not_zero_stores() {
     let remote = Remote::new();
     remote.commit(&[("stores.d/shop.toml", Some(GOOD))]);
     let state = tempfile::tempdir().expect("state");
-    let mut s = settings(remote.url(), GitRef::Branch("main".into()), state.path());
+    let mut s = git_settings_at(remote.url(), GitRef::Branch("main".into()), state.path());
     s.subpath = PathBuf::from("nope");
     assert_eq!(sync_err(&mut GitSource::new(s)).kind(), "git_subpath_missing");
 
-    let mut src = GitSource::new(settings(
+    let mut src = GitSource::new(git_settings_at(
         remote.url(),
         GitRef::Branch("main".into()),
         state.path(),
@@ -420,7 +429,7 @@ fn a_missing_subpath_is_an_error_not_zero_stores() {
     assert!(snap.stores.is_empty());
 
     // The repository root as subpath.
-    let mut s = settings(remote.url(), GitRef::Branch("main".into()), state.path());
+    let mut s = git_settings_at(remote.url(), GitRef::Branch("main".into()), state.path());
     s.subpath = PathBuf::from(".");
     remote.commit(&[("root.toml", Some(GOOD))]);
     assert_eq!(names(&sync_ok(&mut GitSource::new(s))), ["root"]);
@@ -433,7 +442,7 @@ fn smart_http_transport_clones_and_follows() {
     let port = serve_http(remote.tmp.path().to_path_buf(), None);
     let url = format!("http://127.0.0.1:{port}/remote.git");
     let state = tempfile::tempdir().expect("state");
-    let mut src = GitSource::new(settings(url, GitRef::Branch("main".into()), state.path()));
+    let mut src = GitSource::new(git_settings_at(url, GitRef::Branch("main".into()), state.path()));
     let snap = sync_ok(&mut src);
     assert_eq!(snap.revision, c1);
     assert_eq!(names(&snap), ["shop"]);
@@ -447,7 +456,7 @@ fn smart_http_transport_clones_and_follows() {
     assert_eq!(sync_ok(&mut src).revision, c1);
 
     // The server goes away: an error with a bounded kind, never an empty snapshot.
-    let mut gone = GitSource::new(settings(
+    let mut gone = GitSource::new(git_settings_at(
         format!("http://127.0.0.1:{port}/missing.git"),
         GitRef::Branch("main".into()),
         state.path(),
@@ -467,7 +476,7 @@ fn https_style_token_auth_from_a_file_or_the_environment() {
 
     let token_file = state.path().join("token");
     std::fs::write(&token_file, format!("{token}\n")).expect("token");
-    let mut s = settings(
+    let mut s = git_settings_at(
         url.clone(),
         GitRef::Branch("main".into()),
         &state.path().join("a"),
@@ -487,7 +496,7 @@ fn https_style_token_auth_from_a_file_or_the_environment() {
     assert_eq!(sync_err(&mut GitSource::new(s.clone())).kind(), "git_auth");
 
     // No credentials configured at all.
-    let none = settings(
+    let none = git_settings_at(
         url.clone(),
         GitRef::Branch("main".into()),
         &state.path().join("b"),
@@ -498,7 +507,7 @@ fn https_style_token_auth_from_a_file_or_the_environment() {
     let var = "STOREKEEPER_TEST_GIT_TOKEN_3F9A";
     // SAFETY: set before the first read, and no other code in this test binary reads this var.
     unsafe { std::env::set_var(var, token) };
-    let mut s = settings(url, GitRef::Branch("main".into()), &state.path().join("c"));
+    let mut s = git_settings_at(url, GitRef::Branch("main".into()), &state.path().join("c"));
     s.token_env = Some(var.into());
     assert_eq!(sync_ok(&mut GitSource::new(s)).revision, c1);
 }

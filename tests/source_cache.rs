@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
-use storekeeper::config::{GitRef, GitSettings};
 use storekeeper::source::Snapshot;
 use storekeeper::source::dir::{self, DirSource};
 use storekeeper::source::git::GitSource;
 use storekeeper::source::watch::Changes;
 use storekeeper::spec::SpecDefaults;
-use support::git::{Remote, git};
+use support::git::{Remote, git, git_settings};
 
 /// Longer than the cache's racy window: files last changed this long ago are trusted by
 /// identity, which is the path an idle daemon takes.
@@ -419,21 +418,6 @@ fn ten_thousand_files_one_edit_one_rename_one_delete() {
 
 // --- Git ---------------------------------------------------------------------------------
 
-fn git_settings(remote: &Remote, state: &Path) -> GitSettings {
-    GitSettings {
-        url: remote.url(),
-        reference: GitRef::Branch("main".into()),
-        subpath: PathBuf::from("stores.d"),
-        ssh_key_file: None,
-        known_hosts_file: None,
-        token_file: None,
-        token_env: None,
-        poll_interval: Duration::from_secs(30),
-        state_dir: state.to_path_buf(),
-        webhook_secret_file: None,
-    }
-}
-
 /// A remote, a warm source following it, and the commits pushed so far.
 struct GitCase {
     remote: Remote,
@@ -447,7 +431,7 @@ impl GitCase {
         let remote = Remote::new();
         let first = remote.commit(&[("stores.d/README.md", Some("stores"))]);
         let state = tempfile::tempdir().expect("state");
-        let warm = GitSource::new(git_settings(&remote, state.path()));
+        let warm = GitSource::new(git_settings(remote.url(), state.path()));
         GitCase {
             remote,
             state,
@@ -463,7 +447,7 @@ impl GitCase {
             .warm
             .sync(&defaults())
             .unwrap_or_else(|e| panic!("{what}: warm sync: {e}"));
-        let cold = GitSource::new(git_settings(&self.remote, self.state.path()))
+        let cold = GitSource::new(git_settings(self.remote.url(), self.state.path()))
             .sync(&defaults())
             .unwrap_or_else(|e| panic!("{what}: cold sync: {e}"));
         assert_same(what, &warm, &cold);

@@ -6,6 +6,32 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// A Git source on `url`'s `main` branch with the stores under `stores.d` and its state in
+/// `state`: what most tests and benches read.
+pub fn git_settings(url: String, state: &Path) -> storekeeper::config::GitSettings {
+    git_settings_at(url, storekeeper::config::GitRef::Branch("main".into()), state)
+}
+
+/// [`git_settings`] at another branch, tag or commit.
+pub fn git_settings_at(
+    url: String,
+    reference: storekeeper::config::GitRef,
+    state: &Path,
+) -> storekeeper::config::GitSettings {
+    storekeeper::config::GitSettings {
+        url,
+        reference,
+        subpath: PathBuf::from("stores.d"),
+        ssh_key_file: None,
+        known_hosts_file: None,
+        token_file: None,
+        token_env: None,
+        poll_interval: std::time::Duration::from_secs(30),
+        state_dir: state.to_path_buf(),
+        webhook_secret_file: None,
+    }
+}
+
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)
