@@ -157,8 +157,12 @@ impl<C: ClusterOps> Recorder<C> {
         ev.url = status.url.clone();
         // A failed first install removed the namespace it made a moment ago.
         ev.namespace_exists = work.observed.is_some() || kind != EventKind::Failed;
+        self.tell(&ev);
+    }
+
+    fn tell(&self, ev: &StoreEvent) {
         for o in &self.outlets {
-            o.emit(&ev);
+            o.emit(ev);
         }
     }
 
@@ -171,10 +175,7 @@ impl<C: ClusterOps> Recorder<C> {
             store = %failure.store, job = %failure.job, reason = %failure.reason,
             "Backup failed"
         );
-        let ev = failure.event(phase);
-        for o in &self.outlets {
-            o.emit(&ev);
-        }
+        self.tell(&failure.event(phase));
     }
 
     /// Records a transition. Fails only when an operation's own status annotation cannot be
