@@ -393,20 +393,29 @@ struct Basis {
 }
 
 impl Basis {
-    fn new(snapshot: &Arc<Snapshot>, cluster: Option<u64>, epoch: u64, steps: &[&Step]) -> Basis {
+    fn new<'a>(
+        snapshot: &Arc<Snapshot>,
+        cluster: Option<u64>,
+        epoch: u64,
+        steps: impl IntoIterator<Item = &'a Step>,
+    ) -> Basis {
         // Only times still ahead: one that has passed already shaped this plan.
         let now = jiff::Timestamp::now();
+        let (mut timeless, mut until) = (true, None::<jiff::Timestamp>);
+        for s in steps {
+            timeless &= s.action != IN_PROGRESS;
+            for t in [s.deadline, s.not_before].into_iter().flatten() {
+                if t > now && until.is_none_or(|u| t < u) {
+                    until = Some(t);
+                }
+            }
+        }
         Basis {
             snapshot: Arc::clone(snapshot),
             cluster,
             epoch,
-            timeless: steps.iter().all(|s| s.action != IN_PROGRESS),
-            until: steps
-                .iter()
-                .flat_map(|s| [s.deadline, s.not_before])
-                .flatten()
-                .filter(|t| *t > now)
-                .min(),
+            timeless,
+            until,
         }
     }
 
@@ -532,9 +541,8 @@ impl Loop {
     }
 
     /// Tells every failed backup the monitor sees to the outlets (notifications, Events), with
-    /// the store's phase at that moment, until aborted.
-    /// Holds the recorder weakly: once the loop is gone, the outlets' senders must close so
-    /// their workers finish.
+    /// the store's phase at that moment, until aborted. It holds the recorder weakly: once the
+    /// loop is gone, the outlets' senders must close so their workers finish.
     fn spawn_backup_alerts(&self, monitor: Arc<BackupMonitor>) -> JoinHandle<()> {
         let recorder = Arc::downgrade(&self.recorder);
         tokio::spawn(async move {
@@ -611,8 +619,8 @@ impl Loop {
                 if resync {
                     self.last_resync = Some(Instant::now());
                 }
-                let steps: Vec<&Step> = planned.works.iter().map(|w| &w.step).collect();
-                self.last_plan = Some(Basis::new(&snapshot, cluster, epoch, &steps));
+                let steps = planned.works.iter().map(|w| &w.step);
+                self.last_plan = Some(Basis::new(&snapshot, cluster, epoch, steps));
                 let gone = self.gone(&planned);
                 self.runner.submit(planned).await;
                 self.runner.forget(&gone).await;
@@ -1026,15 +1034,15 @@ mod tests {
         let mut past = Step::new(name, Action::Delete, "due");
         past.deadline = Some(now - secs(5));
 
-        let basis = Basis::new(&s, Some(1), 1, &[&later, &soon, &past]);
+        let basis = Basis::new(&s, Some(1), 1, [&later, &soon, &past]);
         assert_eq!(basis.until, soon.deadline, "the earliest time still ahead");
         assert!(basis.holds(&s, Some(1), 1));
         let due = Basis {
             until: Some(now - secs(1)),
-            ..Basis::new(&s, Some(1), 1, &[])
+            ..Basis::new(&s, Some(1), 1, [])
         };
         assert!(!due.holds(&s, Some(1), 1), "the deadline has come: plan");
-        let only_past = Basis::new(&s, Some(1), 1, &[&past]);
+        let only_past = Basis::new(&s, Some(1), 1, [&past]);
         assert_eq!(only_past.until, None);
         assert!(only_past.holds(&s, Some(1), 1));
     }
